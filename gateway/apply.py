@@ -1,0 +1,213 @@
+"""Applying one batch of decoded messages in one transaction; the idempotent write path.
+
+Idempotency comes from the unique (device, msg_id) of the message log and INSERT … ON CONFLICT
+DO NOTHING RETURNING, not from a check-then-insert: two gateways racing on the same message
+still give it one effect, and a redelivered tap gets back the verdict stored the first time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, and_, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from gateway.decode import json_bytes
+from gateway.messages import Accepted, Rejected
+from server.contract import AckPayload, TapPayload, ack_topic, out_topic
+from server.domain.directory import Directory
+from server.domain.i18n import reason_message
+from server.domain.taps import decide_tap
+from server.models import Device, InboundMessage, QuarantinedMessage, SignIn
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass
+class BatchResult:
+    """What to publish once the batch is committed, and what happened (for metrics and logs)."""
+
+    publications: list[Publication] = field(default_factory=list)
+    signins: int = 0
+    signins_refused: int = 0
+    duplicates: int = 0
+    status_changes: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _insert(session: Session, table: Any) -> Insert:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"database dialect {dialect!r} is not supported: use PostgreSQL or SQLite")
+
+
+def apply_batch(
+    session: Session, accepted: list[Accepted], rejected: list[Rejected], directory: Directory
+) -> BatchResult:
+    result = BatchResult(rejected=list(rejected))
+    _quarantine(session, rejected, result)
+    logged = [m for m in accepted if m.channel != "status"]
+    if logged:
+        _log_messages(session, logged, directory, result)
+    for msg in accepted:
+        if msg.channel == "status":
+            _apply_status(session, msg, result)
+    return result
+
+
+def _quarantine(session: Session, rejected: list[Rejected], result: BatchResult) -> None:
+    if not rejected:
+        return
+    session.execute(
+        QuarantinedMessage.__table__.insert(),
+        [
+            {
+                "received_at": r.raw.received_at,
+                "topic": r.raw.topic,
+                "site_code": r.topic.site if r.topic else None,
+                "device_code": r.topic.device if r.topic else None,
+                "reason": r.reason.value,
+                "detail": r.detail[:2000],
+                "payload": r.raw.payload,
+            }
+            for r in rejected
+        ],
+    )
+    for r in rejected:
+        if r.answer_reader and r.topic is not None:
+            ack = AckPayload(id=r.msg_id, ok=False, reason=r.reason.value, message=reason_message(r.reason))
+            result.publications.append(
+                Publication(ack_topic(r.topic.site, r.topic.device), json_bytes(ack.model_dump(exclude_none=True)))
+            )
+
+
+def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, result: BatchResult) -> None:
+    decisions: dict[tuple[int, str], dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    for msg in msgs:
+        key = (msg.device.id, str(msg.msg_id))
+        if key in decisions:
+            continue  # the same message twice in one batch: one effect, same answer
+        verdict = _verdict(msg, directory)
+        decisions[key] = verdict
+        rows.append(
+            {
+                "site_id": msg.device.site_id, "device_id": msg.device.id, "msg_id": msg.msg_id,
+                "kind": msg.channel, "device_ts": msg.device_ts, "received_at": msg.raw.received_at,
+                "payload": msg.body, "result": verdict or None,
+            }
+        )
+    stmt = (
+        _insert(session, InboundMessage.__table__)
+        .on_conflict_do_nothing(index_elements=["device_id", "msg_id"])
+        .returning(InboundMessage.id, InboundMessage.device_id, InboundMessage.msg_id)
+    )
+    inserted = {(r.device_id, r.msg_id): r.id for r in session.execute(stmt, rows)}
+    stored = _stored_results(session, [k for k in decisions if k not in inserted])
+    result.duplicates = len(msgs) - len(inserted)
+    signins = []
+    for msg in msgs:
+        key = (msg.device.id, str(msg.msg_id))
+        if msg.channel != "tap":
+            continue
+        new_id = inserted.pop(key, None)
+        verdict = decisions[key] if key not in stored else stored[key]
+        if new_id is not None:
+            signins.append(_signin_row(new_id, msg, verdict))
+        ack = {k: v for k, v in verdict.items() if not k.startswith("_")}
+        result.publications.append(Publication(ack_topic(msg.device.site_code, msg.device.code), json_bytes(ack)))
+    if signins:
+        session.execute(SignIn.__table__.insert(), signins)
+        result.signins = len(signins)
+        result.signins_refused = sum(1 for row in signins if not row["ok"])
+        for row in signins:
+            result.publications.append(
+                Publication(out_topic(_site_of(msgs, row), "signin"), json_bytes(_signin_event(row, directory)))
+            )
+
+
+def _verdict(msg: Accepted, directory: Directory) -> dict[str, Any]:
+    """The stored result of a message; for a tap it is the ack plus private `_` fields."""
+    if msg.channel != "tap":
+        return {}
+    tap: TapPayload = msg.model
+    decision = decide_tap(msg.device, tap.uid, directory)
+    ack = decision.ack(tap.id, directory).model_dump(exclude_none=True)
+    return {**ack, "_guard_id": decision.guard_id, "_location_id": decision.location_id}
+
+
+def _stored_results(session: Session, keys: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(InboundMessage.device_id, InboundMessage.msg_id, InboundMessage.result).where(
+            tuple_(InboundMessage.device_id, InboundMessage.msg_id).in_(keys)
+        )
+    )
+    return {(r.device_id, r.msg_id): (r.result or {}) for r in rows}
+
+
+def _signin_row(message_id: int, msg: Accepted, verdict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "message_id": message_id, "site_id": msg.device.site_id, "device_id": msg.device.id,
+        "guard_id": verdict.get("_guard_id"), "location_id": verdict.get("_location_id"),
+        "tag_uid": msg.model.uid.upper(), "tapped_at": msg.device_ts, "received_at": msg.raw.received_at,
+        "ok": bool(verdict.get("ok")), "reason": verdict.get("reason"),
+    }
+
+
+def _site_of(msgs: list[Accepted], row: dict[str, Any]) -> str:
+    return next(m.device.site_code for m in msgs if m.device.id == row["device_id"])
+
+
+def _signin_event(row: dict[str, Any], directory: Directory) -> dict[str, Any]:
+    place = directory.locations.get(row["location_id"]) if row["location_id"] else None
+    guard = directory.staff.get(row["guard_id"]) if row["guard_id"] else None
+    device = next((d for d in directory.devices.values() if d.id == row["device_id"]), None)
+    return {
+        "type": "signin", "device": device.code if device else None,
+        "guard": guard.code if guard else None, "guard_name": guard.name_zh if guard else None,
+        "checkpoint": place.code if place else None,
+        "checkpoint_name": {"zh": place.name_zh, "en": place.name_en} if place else None,
+        "tag_uid": row["tag_uid"], "ok": row["ok"], "reason": row["reason"],
+        "tapped_at": _iso(row["tapped_at"]), "received_at": _iso(row["received_at"]),
+    }
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None
+
+
+def _apply_status(session: Session, msg: Accepted, result: BatchResult) -> None:
+    """Last write wins by observation time, so an old retained status never hides a newer one."""
+    status = msg.model
+    at = status.ts or msg.raw.received_at
+    values: dict[str, Any] = {"online": status.online, "status_at": at}
+    for column, value in (("battery_pct", status.battery_pct), ("rssi", status.rssi), ("firmware", status.fw)):
+        if value is not None:
+            values[column] = value
+    changed = session.execute(
+        update(Device)
+        .where(and_(Device.id == msg.device.id, or_(Device.status_at.is_(None), Device.status_at <= at)))
+        .values(**values)
+    ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        result.status_changes += 1
+        event = {"type": "device_status", "device": msg.device.code, "kind": msg.device.kind,
+                 **{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in values.items()}}
+        result.publications.append(
+            Publication(out_topic(msg.device.site_code, "device", msg.device.code, "status"),
+                        json_bytes(event), retain=True)
+        )

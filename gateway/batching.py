@@ -1,0 +1,33 @@
+"""Collecting received messages into small batches bounded in size and in waiting time."""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def collect(source: queue.Queue[T], max_size: int, max_wait_s: float, idle_poll_s: float = 0.2) -> list[T]:
+    """Wait up to `idle_poll_s` for a first item, then take more until the batch is full or
+    `max_wait_s` has passed since the first; an idle gateway returns [] so it can check for stop."""
+    try:
+        batch = [source.get(timeout=idle_poll_s)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + max_wait_s
+    while len(batch) < max_size:
+        try:
+            batch.append(source.get_nowait())
+            continue
+        except queue.Empty:
+            pass
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            batch.append(source.get(timeout=remaining))
+        except queue.Empty:
+            break
+    return batch

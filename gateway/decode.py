@@ -1,0 +1,88 @@
+"""Turning raw bytes on a topic into an `Accepted` message or a `Rejected` one with a reason.
+
+Never raises for bad input: every failure becomes a `Rejected` the caller quarantines.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.messages import Accepted, Received, Rejected
+from server.contract import (
+    MAX_PAYLOAD_BYTES,
+    EventPayload,
+    RejectReason,
+    StatusPayload,
+    TapPayload,
+    TelemetryPayload,
+    parse_topic,
+)
+from server.domain.directory import READER_KINDS, SENSOR_KINDS, Directory
+
+_SCHEMAS: dict[str, type[BaseModel]] = {
+    "tap": TapPayload,
+    "telemetry": TelemetryPayload,
+    "event": EventPayload,
+    "status": StatusPayload,
+}
+
+
+def decode(raw: Received, directory: Directory) -> Accepted | Rejected:
+    topic = parse_topic(raw.topic)
+    if topic is None or not topic.inbound:
+        return Rejected(raw, RejectReason.UNKNOWN_TOPIC, f"topic {raw.topic!r} is not in device contract v1")
+    if len(raw.payload) > MAX_PAYLOAD_BYTES:
+        return Rejected(raw, RejectReason.TOO_LARGE, f"{len(raw.payload)} bytes > {MAX_PAYLOAD_BYTES}", topic)
+    try:
+        body = json.loads(raw.payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejected(raw, RejectReason.BAD_JSON, f"not UTF-8 JSON: {exc}", topic)
+    if not isinstance(body, dict):
+        return Rejected(raw, RejectReason.BAD_JSON, "payload must be a JSON object", topic)
+    msg_id = body.get("id") if isinstance(body.get("id"), str) else None
+    try:
+        model = _SCHEMAS[topic.channel].model_validate(body)
+        if isinstance(model, TelemetryPayload):
+            model.typed_values()
+    except ValidationError as exc:
+        return Rejected(raw, RejectReason.BAD_SCHEMA, _summarise(exc), topic, msg_id)
+    device = directory.device(topic.site, topic.device)
+    if device is None:
+        return Rejected(
+            raw, RejectReason.UNKNOWN_DEVICE,
+            f"device {topic.device!r} is not registered at site {topic.site!r}: add it to the site file",
+            topic, msg_id,
+        )
+    if not _kind_fits(topic.role, device.kind):
+        return Rejected(
+            raw, RejectReason.WRONG_DEVICE_KIND,
+            f"device {device.code!r} is a {device.kind}, it cannot publish on {topic.role}/{topic.channel}",
+            topic, msg_id,
+        )
+    return Accepted(
+        raw=raw, topic=topic, device=device, channel=topic.channel, msg_id=msg_id,
+        device_ts=getattr(model, "ts", None), body=body, model=model,
+    )
+
+
+def _kind_fits(role: str, kind: str) -> bool:
+    if role == "reader":
+        return kind in READER_KINDS
+    if role == "sensor":
+        return kind in SENSOR_KINDS
+    return True
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts: list[str] = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")

@@ -1,0 +1,52 @@
+"""Frozen values passed from the MQTT network thread to the worker; nothing here imports paho."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from server.contract import RejectReason, Topic
+from server.domain.directory import DeviceEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as the broker delivered it; `mid` is what must be acked once its effect is committed."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    received_at: datetime
+    dup: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A valid message from a known device, ready to be applied."""
+
+    raw: Received
+    topic: Topic
+    device: DeviceEntry
+    channel: str  # tap | telemetry | event | status
+    msg_id: str | None
+    device_ts: datetime | None
+    body: dict[str, Any]
+    model: Any  # the validated pydantic payload
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message refused with a reason; it is quarantined, counted and, for a tap, answered."""
+
+    raw: Received
+    reason: RejectReason
+    detail: str
+    topic: Topic | None = None
+    msg_id: str | None = None
+
+    @property
+    def answer_reader(self) -> bool:
+        return self.topic is not None and self.topic.role == "reader" and self.topic.channel == "tap"

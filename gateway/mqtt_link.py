@@ -1,0 +1,151 @@
+"""The one owner of the broker connection: persistent session, manual acks, reconnects.
+
+The paho callbacks only turn a message into a frozen `Received` and hand it to `sink`; they
+never touch the database, so the network thread keeps its keepalives (FIELD-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway import metrics
+from gateway.messages import Received
+from server.config import BrokerAddress, Settings
+
+log = logging.getLogger(__name__)
+
+# Reason codes that retrying cannot fix: stop and tell the operator (v5 and 3.1.1 numbering).
+_FATAL_CONNECT = {"Bad user name or password", "Not authorized", "Client identifier not valid",
+                  "Unsupported protocol version"}
+
+
+class BrokerAuthError(RuntimeError):
+    """The broker refused our credentials; reconnecting would only be refused again."""
+
+
+class MqttLink:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Callable[[Received], None],
+        filters: tuple[str, ...],
+        client_id: str | None = None,
+        persistent: bool = True,
+        manual_ack: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._broker: BrokerAddress = settings.broker
+        self._sink = sink
+        self._filters = filters
+        self._persistent = persistent
+        self._v5 = settings.effective_protocol == "5"
+        self.subscribed = threading.Event()
+        self.fatal_error: str | None = None
+        cid = client_id or settings.mqtt_client_id
+        if self._v5:
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        else:
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311, clean_session=not persistent
+            )
+        self._client.manual_ack_set(manual_ack)
+        self._client.max_inflight_messages_set(1000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=60)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._configure_auth()
+
+    def _configure_auth(self) -> None:
+        b = self._broker
+        if b.username:
+            self._client.username_pw_set(b.username, b.password)
+        s = self._settings
+        if b.tls or s.mqtt_tls_ca:
+            self._client.tls_set(
+                ca_certs=str(s.mqtt_tls_ca) if s.mqtt_tls_ca else None,
+                certfile=str(s.mqtt_tls_cert) if s.mqtt_tls_cert else None,
+                keyfile=str(s.mqtt_tls_key) if s.mqtt_tls_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+
+    def start(self) -> None:
+        props = None
+        kwargs: dict[str, Any] = {}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._settings.mqtt_session_expiry_s if self._persistent else 0
+            props.ReceiveMaximum = 2000
+            kwargs = {"clean_start": not self._persistent, "properties": props}
+        self._client.connect_async(self._broker.host, self._broker.port, keepalive=30, **kwargs)
+        self._client.loop_start()
+        log.info("connecting to MQTT broker %s:%s as %s", self._broker.host, self._broker.port,
+                 self._client._client_id.decode())
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        metrics.BROKER_CONNECTED.set(0)
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self._client.ack(mid, qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("broker %s:%s refused the connection: %s", self._broker.host, self._broker.port, rc)
+            if str(rc) in _FATAL_CONNECT:
+                self.fatal_error = (
+                    f"broker refused the connection ({rc}): check PATROL_MQTT_URL credentials and the broker ACL"
+                )
+                client.disconnect()
+                client.loop_stop()
+            return
+        metrics.BROKER_CONNECTED.set(1)
+        log.info("connected to broker (session present: %s)", flags.session_present)
+        client.subscribe([(f, 1) for f in self._filters])
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused subscriptions %s: %s", self._filters, failed)
+            return
+        log.info("subscribed to %s", ", ".join(self._filters))
+        self.subscribed.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+        metrics.BROKER_CONNECTED.set(0)
+        self.subscribed.clear()
+        if rc.is_failure:
+            log.warning("lost the broker connection (%s); paho reconnects with backoff", rc)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", errors="replace")  # kept and quarantined as unknown_topic
+        try:
+            self._sink(
+                Received(
+                    topic=topic, payload=bytes(msg.payload), qos=msg.qos, mid=msg.mid,
+                    retain=bool(msg.retain), received_at=datetime.now(UTC), dup=bool(msg.dup),
+                )
+            )
+        except Exception:  # never let a handler error kill paho's network thread
+            log.exception("could not hand over message mid=%s topic=%s", msg.mid, topic)

@@ -1,0 +1,169 @@
+"""The gateway: broker → decode → batch → apply → commit → ack → publish answers and out/ events."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from gateway import metrics
+from gateway.apply import BatchResult, apply_batch
+from gateway.batching import collect
+from gateway.decode import decode
+from gateway.messages import Accepted, Received, Rejected
+from gateway.mqtt_link import MqttLink
+from server.config import Settings
+from server.contract import SUBSCRIPTIONS, RejectReason
+from server.db import session_factory, transaction
+from server.domain.directory import Directory
+from server.store.directory import load_directory
+
+log = logging.getLogger(__name__)
+DIRECTORY_MAX_AGE_S = 30.0
+DIRECTORY_MIN_RELOAD_S = 2.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings, engine: Engine, link_factory: Callable[..., MqttLink] = MqttLink):
+        self._settings = settings
+        self._sessions = session_factory(engine)
+        self._inbox: queue.Queue[Received] = queue.Queue()
+        filters = SUBSCRIPTIONS
+        if settings.mqtt_shared_group:
+            filters = tuple(f"$share/{settings.mqtt_shared_group}/{f}" for f in filters)
+        self.link = link_factory(settings, self._inbox.put, filters)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
+        self._directory = Directory()
+        self._directory_at = 0.0
+
+    def start(self) -> None:
+        self._reload_directory()
+        self._worker.start()
+        self.link.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, finish the batch in hand, then leave the broker."""
+        self._stop.set()
+        self._worker.join(timeout)
+        self.link.stop()
+
+    @property
+    def directory(self) -> Directory:
+        return self._directory
+
+    def _reload_directory(self) -> None:
+        with self._sessions() as session:
+            self._directory = load_directory(session)
+        self._directory_at = time.monotonic()
+        log.info("directory loaded: %d devices, %d tags", len(self._directory.devices), len(self._directory.tags))
+
+    def _run(self) -> None:
+        s = self._settings
+        while not self._stop.is_set():
+            batch = collect(self._inbox, s.batch_max_size, s.batch_max_wait_ms / 1000)
+            metrics.QUEUE_DEPTH.set(self._inbox.qsize())
+            if batch:
+                self._handle(batch)
+            elif time.monotonic() - self._directory_at > DIRECTORY_MAX_AGE_S:
+                self._safe_reload()
+
+    def _safe_reload(self) -> None:
+        try:
+            self._reload_directory()
+        except Exception:
+            log.exception("could not reload the directory; keeping the previous one")
+            self._directory_at = time.monotonic()
+
+    def _decode_all(self, batch: list[Received]) -> tuple[list[Accepted], list[Rejected]]:
+        decoded = [decode(m, self._directory) for m in batch]
+        unknown = any(isinstance(d, Rejected) and d.reason is RejectReason.UNKNOWN_DEVICE for d in decoded)
+        if unknown and time.monotonic() - self._directory_at > DIRECTORY_MIN_RELOAD_S:
+            self._safe_reload()  # a site file may have been loaded since: look again before refusing
+            decoded = [decode(m, self._directory) for m in batch]
+        accepted = [d for d in decoded if isinstance(d, Accepted)]
+        rejected = [d for d in decoded if isinstance(d, Rejected)]
+        return accepted, rejected
+
+    def _handle(self, batch: list[Received]) -> None:
+        accepted, rejected = self._decode_all(batch)
+        result = self._commit_with_retry(accepted, rejected)
+        if result is None:
+            return  # stopping with the batch uncommitted: unacked, the broker will redeliver it
+        for msg in batch:
+            self.link.ack(msg.mid, msg.qos)
+        for pub in result.publications:
+            self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
+        self._count(batch, accepted, result)
+
+    def _commit_with_retry(self, accepted: list[Accepted], rejected: list[Rejected]) -> BatchResult | None:
+        delay = 0.2
+        attempts = 0
+        while not self._stop.is_set() or attempts == 0:
+            attempts += 1
+            started = time.perf_counter()
+            try:
+                with transaction(self._sessions) as session:
+                    result = apply_batch(session, accepted, rejected, self._directory)
+                metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+                return result
+            except OperationalError as exc:
+                metrics.BATCH_FAILURES.inc()
+                log.warning("database unavailable (%s); retrying %d messages in %.1fs", exc.orig, len(accepted) + len(rejected), delay)
+            except Exception:
+                metrics.BATCH_FAILURES.inc()
+                log.exception("batch of %d messages failed", len(accepted) + len(rejected))
+                if len(accepted) + len(rejected) > 1 or attempts >= 3:
+                    return self._isolate(accepted, rejected)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+        return None
+
+    def _isolate(self, accepted: list[Accepted], rejected: list[Rejected]) -> BatchResult | None:
+        """Apply messages one by one so one poisonous message cannot hold the rest back;
+        the one that still fails is quarantined as internal_error and answered."""
+        total = BatchResult()
+        for item in [*accepted, *rejected]:
+            single_a = [item] if isinstance(item, Accepted) else []
+            single_r = [item] if isinstance(item, Rejected) else []
+            try:
+                with transaction(self._sessions) as session:
+                    part = apply_batch(session, single_a, single_r, self._directory)
+            except OperationalError:
+                return None
+            except Exception as exc:
+                log.exception("message failed alone: id=%s topic=%s", item.msg_id, item.raw.topic)
+                detail = f"{type(exc).__name__}: {exc}".replace("\x00", "")
+                poison = Rejected(item.raw, RejectReason.INTERNAL_ERROR, detail, item.topic, item.msg_id)
+                try:
+                    with transaction(self._sessions) as session:
+                        part = apply_batch(session, [], [poison], self._directory)
+                except Exception:
+                    log.exception("could not quarantine message %s; leaving it unacked", item.msg_id)
+                    return None
+            total.publications += part.publications
+            total.signins += part.signins
+            total.signins_refused += part.signins_refused
+            total.duplicates += part.duplicates
+            total.status_changes += part.status_changes
+            total.rejected += part.rejected
+        return total
+
+    @staticmethod
+    def _count(batch: list[Received], accepted: list[Accepted], result: BatchResult) -> None:
+        metrics.BATCH_SIZE.observe(len(batch))
+        for msg in accepted:
+            metrics.MESSAGES.labels(kind=msg.channel).inc()
+        for rej in result.rejected:
+            metrics.MESSAGES.labels(kind=rej.topic.channel if rej.topic and rej.topic.inbound else "invalid").inc()
+            metrics.REJECTED.labels(reason=rej.reason.value).inc()
+        if result.duplicates:
+            metrics.DUPLICATES.inc(result.duplicates)
+        if result.signins:
+            metrics.SIGNINS.labels(ok="true").inc(result.signins - result.signins_refused)
+            metrics.SIGNINS.labels(ok="false").inc(result.signins_refused)

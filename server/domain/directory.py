@@ -1,0 +1,54 @@
+"""An in-memory, read-only view of the site model: what a device or tag UID stands for.
+
+The gateway resolves every tap against it without a database round trip; it is rebuilt from the
+database when a site file is loaded or an unknown device shows up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+READER_KINDS = frozenset({"handheld_reader", "fixed_reader"})
+SENSOR_KINDS = frozenset({"water_leak", "gas", "elevator", "electric_leak", "smoke", "door"})
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    id: int
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    id: int
+    site_id: int
+    site_code: str
+    code: str
+    kind: str
+    location_id: int | None
+    holder_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagEntry:
+    uid: str
+    location_id: int | None
+    staff_id: int | None
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Everything the gateway needs to resolve messages, for every site."""
+
+    devices: dict[tuple[str, str], DeviceEntry] = field(default_factory=dict)  # (site code, device code)
+    tags: dict[tuple[int, str], TagEntry] = field(default_factory=dict)  # (site id, UPPER uid)
+    locations: dict[int, Named] = field(default_factory=dict)
+    staff: dict[int, Named] = field(default_factory=dict)
+
+    def device(self, site: str, code: str) -> DeviceEntry | None:
+        return self.devices.get((site, code))
+
+    def tag(self, site_id: int, uid: str) -> TagEntry | None:
+        return self.tags.get((site_id, uid.upper()))

@@ -1,0 +1,27 @@
+"""Bilingual (zh-CN, en) texts that reach people: reader messages, verdict reasons."""
+
+from __future__ import annotations
+
+REASON_TEXT: dict[str, tuple[str, str]] = {
+    "ok": ("签到成功", "Signed in"),
+    "unknown_tag": ("未登记的标签", "Unknown tag"),
+    "duplicate": ("重复签到", "Already signed in"),
+    "out_of_order": ("巡查顺序错误", "Out of order"),
+    "too_fast": ("间隔过短，请按路线巡查", "Too fast: walk the route"),
+    "outside_window": ("不在巡查时段内", "Outside the patrol window"),
+    "no_active_round": ("当前没有巡查任务", "No active round"),
+    "bad_signature": ("标签验证失败", "Tag failed verification"),
+    "replayed": ("标签数据被重放", "Tag data replayed"),
+    "bad_payload": ("读卡数据格式错误", "Unreadable tap data"),
+    "unknown_device": ("读卡器未登记", "Reader not registered"),
+    "bad_json": ("读卡数据格式错误", "Unreadable tap data"),
+    "bad_schema": ("读卡数据格式错误", "Unreadable tap data"),
+    "too_large": ("数据过大", "Message too large"),
+    "wrong_device_kind": ("该设备不是读卡器", "Device is not a reader"),
+    "internal_error": ("系统错误，请重试", "System error, tap again"),
+}
+
+
+def reason_message(reason: str | None) -> dict[str, str]:
+    zh, en = REASON_TEXT.get(reason or "ok", (reason or "", reason or ""))
+    return {"zh": zh, "en": en}

@@ -1,0 +1,11 @@
+"""All tables; importing this package registers them on `Base.metadata`."""
+
+from server.models.auth import ApiToken, User
+from server.models.base import Base, UTCDateTime, utcnow
+from server.models.ingest import InboundMessage, QuarantinedMessage, SignIn
+from server.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
+
+__all__ = [
+    "ApiToken", "Base", "Building", "Department", "Device", "Floor", "InboundMessage", "Location",
+    "QuarantinedMessage", "SignIn", "Site", "Staff", "Tag", "UTCDateTime", "User", "utcnow",
+]
