@@ -18,6 +18,7 @@ from server.contract import (
     StatusPayload,
     TapPayload,
     TelemetryPayload,
+    is_own_output,
     parse_topic,
 )
 from server.domain.directory import READER_KINDS, SENSOR_KINDS, Directory
@@ -30,7 +31,10 @@ _SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
-def decode(raw: Received, directory: Directory) -> Accepted | Rejected:
+def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
+    """None for the gateway's own publications (acks, out/ events) seen through the catch-all."""
+    if is_own_output(raw.topic):
+        return None
     topic = parse_topic(raw.topic)
     if topic is None or not topic.inbound:
         return Rejected(raw, RejectReason.UNKNOWN_TOPIC, f"topic {raw.topic!r} is not in device contract v1")

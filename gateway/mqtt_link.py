@@ -38,7 +38,7 @@ class MqttLink:
         self,
         settings: Settings,
         sink: Callable[[Received], None],
-        filters: tuple[str, ...],
+        filters: tuple[tuple[str, int], ...],
         client_id: str | None = None,
         persistent: bool = True,
         manual_ack: bool = True,
@@ -119,14 +119,14 @@ class MqttLink:
             return
         metrics.BROKER_CONNECTED.set(1)
         log.info("connected to broker (session present: %s)", flags.session_present)
-        client.subscribe([(f, 1) for f in self._filters])
+        client.subscribe(list(self._filters))
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("broker refused subscriptions %s: %s", self._filters, failed)
             return
-        log.info("subscribed to %s", ", ".join(self._filters))
+        log.info("subscribed to %s", ", ".join(f for f, _ in self._filters))
         self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:

@@ -35,7 +35,7 @@ class Gateway:
         self._inbox: queue.Queue[Received] = queue.Queue()
         filters = SUBSCRIPTIONS
         if settings.mqtt_shared_group:
-            filters = tuple(f"$share/{settings.mqtt_shared_group}/{f}" for f in filters)
+            filters = tuple((f"$share/{settings.mqtt_shared_group}/{f}", q) for f, q in filters)
         self.link = link_factory(settings, self._inbox.put, filters)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
@@ -86,7 +86,7 @@ class Gateway:
         if unknown and time.monotonic() - self._directory_at > DIRECTORY_MIN_RELOAD_S:
             self._safe_reload()  # a site file may have been loaded since: look again before refusing
             decoded = [decode(m, self._directory) for m in batch]
-        accepted = [d for d in decoded if isinstance(d, Accepted)]
+        accepted = [d for d in decoded if isinstance(d, Accepted)]  # None: our own output, just acked
         rejected = [d for d in decoded if isinstance(d, Rejected)]
         return accepted, rejected
 

@@ -18,9 +18,16 @@ MAX_PAYLOAD_BYTES = 16 * 1024
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 PREFIX = "patrol/v1"
 
-#: What the gateway subscribes to (QoS 1): every inbound topic of the contract, and any stray
-#: topic under the prefix so that it is quarantined rather than silently ignored.
-SUBSCRIPTIONS = (f"{PREFIX}/#",)
+#: What the gateway subscribes to: the contract's inbound topics at QoS 1, and a QoS 0 catch-all
+#: so that a stray topic under the prefix is quarantined rather than silently missed. A broker
+#: delivers an overlapping match once, at the highest QoS (Mosquitto 2, EMQX).
+SUBSCRIPTIONS: tuple[tuple[str, int], ...] = (
+    (f"{PREFIX}/+/reader/+/tap", 1),
+    (f"{PREFIX}/+/sensor/+/telemetry", 1),
+    (f"{PREFIX}/+/sensor/+/event", 1),
+    (f"{PREFIX}/+/device/+/status", 1),
+    (f"{PREFIX}/#", 0),
+)
 
 _TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/(?P<role>reader|sensor|device)/(?P<device>{ID_PATTERN})/(?P<channel>[a-z]+)$")
 INBOUND_CHANNELS = {("reader", "tap"), ("sensor", "telemetry"), ("sensor", "event"), ("device", "status")}
@@ -63,6 +70,12 @@ class Topic:
     @property
     def inbound(self) -> bool:
         return (self.role, self.channel) in INBOUND_CHANNELS
+
+
+def is_own_output(topic: str) -> bool:
+    """Reader acks and out/ events are what the gateway itself publishes: not input."""
+    parts = topic.split("/")
+    return len(parts) >= 4 and (parts[3] == "out" or (parts[3] == "reader" and parts[-1] == "ack" and len(parts) == 6))
 
 
 def parse_topic(topic: str) -> Topic | None:

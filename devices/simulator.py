@@ -1,0 +1,163 @@
+"""Simulated field devices for the demo and for load: guards walking rounds with handheld
+readers, sensors reporting readings, every device announcing its status (device contract v1).
+
+`SiteSimulator.step(now)` is pure and returns what to publish, so it is tested without a broker;
+`run_simulator` publishes it to any broker URL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from server.contract import status_topic, tap_topic, telemetry_topic
+from server.sitefile.schema import DeviceSpec, SiteFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    payload: dict[str, Any]
+    qos: int = 1
+    retain: bool = False
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class _Walker:
+    """A guard with a handheld reader following a route of checkpoint tags."""
+
+    device: str
+    route: list[str]
+    every: timedelta
+    next_at: datetime
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    position: int = 0
+
+
+@dataclass
+class _Sensor:
+    device: DeviceSpec
+    every: timedelta
+    next_at: datetime
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class SiteSimulator:
+    def __init__(self, site: SiteFile, start: datetime, rng: random.Random | None = None,
+                 tap_every_s: float = 3.0, telemetry_every_s: float = 10.0) -> None:
+        self.site = site
+        self.rng = rng or random.Random(7)
+        tags = [loc.tag for loc in site.locations if loc.tag]
+        self.walkers = [
+            _Walker(d.code, self._route(tags, i), timedelta(seconds=tap_every_s),
+                    start + timedelta(seconds=self.rng.uniform(0, tap_every_s)))
+            for i, d in enumerate(d for d in site.devices if d.kind == "handheld_reader")
+        ]
+        self.sensors = [
+            _Sensor(d, timedelta(seconds=telemetry_every_s), start + timedelta(seconds=self.rng.uniform(0, telemetry_every_s)))
+            for d in site.devices if d.kind not in ("handheld_reader", "fixed_reader")
+        ]
+        self._announced = False
+
+    def _route(self, tags: list[str], index: int) -> list[str]:
+        """Each guard starts at a different place and walks the site's checkpoints in order."""
+        offset = (index * len(tags)) // max(1, sum(1 for d in self.site.devices if d.kind == "handheld_reader"))
+        return tags[offset:] + tags[:offset]
+
+    def status_messages(self, now: datetime) -> list[Outgoing]:
+        return [
+            Outgoing(status_topic(self.site.site.code, d.code),
+                     {"ts": _iso(now), "online": True, "battery_pct": self.rng.randint(55, 100),
+                      "rssi": self.rng.randint(-80, -45), "fw": "1.4.2"}, retain=True)
+            for d in self.site.devices
+        ]
+
+    def step(self, now: datetime) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        if not self._announced:
+            out += self.status_messages(now)
+            self._announced = True
+        for w in self.walkers:
+            while w.next_at <= now:
+                uid = w.route[w.position % len(w.route)]
+                w.position += 1
+                out.append(Outgoing(tap_topic(self.site.site.code, w.device),
+                                    {"id": f"{w.device}-{next(w.seq):06d}", "ts": _iso(w.next_at), "uid": uid}))
+                w.next_at += w.every
+        for s in self.sensors:
+            while s.next_at <= now:
+                out.append(Outgoing(
+                    telemetry_topic(self.site.site.code, s.device.code),
+                    {"id": f"{s.device.code}-{next(s.seq):06d}", "ts": int(s.next_at.timestamp() * 1000),
+                     "kind": s.device.kind, "values": self._reading(s.device.kind)},
+                    qos=0,
+                ))
+                s.next_at += s.every
+        return out
+
+    def _reading(self, kind: str) -> dict[str, Any]:
+        r = self.rng
+        readings: dict[str, dict[str, Any]] = {
+            "water_leak": {"wet": r.random() < 0.01, "level_mm": round(r.uniform(0, 2), 1)},
+            "gas": {"lel_pct": round(r.uniform(0, 4), 1), "co_ppm": r.randint(0, 8)},
+            "elevator": {"state": "normal" if r.random() > 0.01 else "fault", "fault_code": None,
+                         "floor": r.randint(1, 18), "door": r.choice(["open", "closed"]), "occupied": r.random() < 0.4},
+            "electric_leak": {"leak_ma": round(r.uniform(0, 12), 1)},
+            "smoke": {"alarm": False, "obscuration_pct": round(r.uniform(0, 1.5), 2)},
+            "door": {"open": r.random() < 0.05},
+        }
+        return readings[kind]
+
+
+def run_simulator(broker_url: str, site_file: Path, stop: threading.Event, *, tap_every_s: float = 3.0,
+                  telemetry_every_s: float = 10.0, duration_s: float | None = None, tick_s: float = 0.5) -> int:
+    """Publish until `stop` is set or `duration_s` has passed; returns how many messages were sent."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from server.config import BrokerAddress
+    from server.sitefile.parse import parse_site_file
+
+    site = parse_site_file(site_file)
+    broker = BrokerAddress.parse(broker_url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"patrol-sim-{site.site.code}", protocol=mqtt.MQTTv311)
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls:
+        client.tls_set()
+    client.reconnect_delay_set(1, 30)
+    client.connect_async(broker.host, broker.port, keepalive=30)
+    client.loop_start()
+    started = datetime.now(UTC)
+    sim = SiteSimulator(site, started, tap_every_s=tap_every_s, telemetry_every_s=telemetry_every_s)
+    sent = 0
+    log.info("simulating %d readers and %d sensors at site %s via %s:%s",
+             len(sim.walkers), len(sim.sensors), site.site.code, broker.host, broker.port)
+    try:
+        while not stop.wait(tick_s):
+            now = datetime.now(UTC)
+            if duration_s is not None and (now - started).total_seconds() > duration_s:
+                break
+            for msg in sim.step(now):
+                client.publish(msg.topic, msg.encoded(), qos=msg.qos, retain=msg.retain)
+                sent += 1
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return sent

@@ -1,0 +1,50 @@
+"""Rejected input kept for operators. Roles: control room, supervisor, admin."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from server.api.deps import OPERATORS, SessionDep
+from server.api.schemas import Page, QuarantinePublic
+from server.models import QuarantinedMessage
+
+router = APIRouter(prefix="/api/v1/quarantine", tags=["quarantine"], dependencies=[OPERATORS])
+
+
+def _text(payload: bytes) -> str | None:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@router.get("", response_model=Page[QuarantinePublic],
+            summary="Quarantined messages, newest first. Roles: control_room, supervisor, admin")
+def list_quarantine(
+    session: SessionDep,
+    reason: str | None = None,
+    site: str | None = None,
+    device: str | None = None,
+    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[QuarantinePublic]:
+    stmt = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc()).limit(limit)
+    for value, column in ((reason, QuarantinedMessage.reason), (site, QuarantinedMessage.site_code),
+                          (device, QuarantinedMessage.device_code)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if before_id is not None:
+        stmt = stmt.where(QuarantinedMessage.id < before_id)
+    items = [
+        QuarantinePublic(
+            id=q.id, received_at=q.received_at, topic=q.topic, site=q.site_code, device=q.device_code,
+            reason=q.reason, detail=q.detail, payload_text=_text(q.payload),
+            payload_base64=base64.b64encode(q.payload).decode(), size=len(q.payload),
+        )
+        for q in session.scalars(stmt)
+    ]
+    return Page[QuarantinePublic](items=items, next_before_id=items[-1].id if len(items) == limit else None)

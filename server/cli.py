@@ -1,0 +1,210 @@
+"""`patrol …`: serve, run the edges separately, load sites, manage users, simulate devices."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import secrets
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from server.config import Settings, get_settings
+
+log = logging.getLogger("patrol")
+DEMO_SITE = Path(__file__).parent / "demo" / "liyuan.yaml"
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("amqtt", "transitions", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import Runtime
+
+    rt = Runtime.prepare(settings)
+    rt.start_broker()
+    rt.start_gateway()
+    sim = _start_simulator(settings, args.simulate) if getattr(args, "simulate", None) else None
+    try:
+        rt.serve_api()
+    finally:
+        if sim:
+            sim.set()
+        rt.shutdown()
+    return 0
+
+
+def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from server.runtime import Runtime
+
+    rt = Runtime.prepare(settings)
+    if settings.gateway_metrics_port:
+        start_http_server(settings.gateway_metrics_port, addr="127.0.0.1")
+    rt.start_broker()
+    gw = rt.start_gateway()
+    try:
+        rt.wait_for_signal()
+    finally:
+        rt.shutdown()
+    if gw.link.fatal_error:
+        print(gw.link.fatal_error, file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    from server.runtime import Runtime
+
+    rt = Runtime.prepare(settings)
+    try:
+        rt.serve_api()
+    finally:
+        rt.shutdown()
+    return 0
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from server.db import make_engine, migrate
+
+    migrate(make_engine(settings.database_url))
+    return 0
+
+
+def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
+    from server.db import make_engine, migrate, session_factory, transaction
+    from server.sitefile.load import load_site
+    from server.sitefile.parse import SiteFileError, parse_site_file
+
+    try:
+        spec = parse_site_file(Path(args.file))
+    except SiteFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        print(load_site(session, spec).describe())
+    return 0
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth import Role, UserExistsError, create_user
+    from server.db import make_engine, migrate, session_factory, transaction
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        with transaction(session_factory(engine)) as session:
+            create_user(session, args.username, password, Role(args.role), args.name, datetime.now(UTC))
+    except (UserExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"user {args.username} created with role {args.role}")
+    return 0
+
+
+def _start_simulator(settings: Settings, site_file: Path, **kwargs: float) -> threading.Event:
+    from devices.simulator import run_simulator
+
+    b = settings.broker
+    url = settings.mqtt_url or f"mqtt://{b.host}:{b.port}"
+    stop = threading.Event()
+    threading.Thread(target=run_simulator, args=(url, site_file, stop), kwargs=kwargs,
+                     name="simulator", daemon=True).start()
+    return stop
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from devices.simulator import run_simulator
+
+    b = settings.broker
+    url = args.broker or settings.mqtt_url or f"mqtt://{b.host}:{b.port}"
+    stop = threading.Event()
+    try:
+        sent = run_simulator(url, Path(args.site_file), stop, tap_every_s=args.tap_every,
+                             telemetry_every_s=args.telemetry_every, duration_s=args.duration)
+    except KeyboardInterrupt:
+        stop.set()
+        return 0
+    print(f"published {sent} messages")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything for a first look: schema, the demo site 荔园, a demo login, devices, the API."""
+    from server.auth import Role, create_user, set_password
+    from server.db import make_engine, migrate, session_factory, transaction
+    from server.models import User
+    from server.sitefile.load import load_site
+    from server.sitefile.parse import parse_site_file
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    password = secrets.token_urlsafe(9)  # fresh each start: no password is written in the repo
+    with transaction(session_factory(engine)) as session:
+        print(load_site(session, parse_site_file(DEMO_SITE)).describe())
+        if session.query(User).filter_by(username="demo").first() is None:
+            create_user(session, "demo", password, Role.ADMIN, "Demo admin 演示管理员", datetime.now(UTC))
+        else:
+            set_password(session, "demo", password)
+    engine.dispose()
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    print(f"\n  API        {base}/docs\n  Sign-ins   {base}/api/v1/signins\n  Live feed  ws://{settings.api_host}:{settings.api_port}/api/v1/live?token=…"
+          f"\n  Demo login user 'demo', password '{password}' (demo only; real users: patrol user add)\n", flush=True)
+    args.simulate = DEMO_SITE
+    return cmd_serve(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="patrol", description="IoT patrol and incident monitoring (物业巡查)")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="broker (embedded unless PATROL_MQTT_URL), gateway and API in one process")
+    serve.add_argument("--simulate", type=Path, metavar="SITE_FILE", help="also run simulated devices for this site")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("gateway", help="the MQTT gateway alone (production; several may run)").set_defaults(func=cmd_gateway)
+    sub.add_parser("api", help="the HTTP API alone (production)").set_defaults(func=cmd_api)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
+    sub.add_parser("demo", help="load the demo site 荔园, make a demo login, serve with simulated devices").set_defaults(func=cmd_demo)
+    site = sub.add_parser("site", help="site files").add_subparsers(dest="site_command", required=True)
+    load = site.add_parser("load", help="create or update a site from a YAML site file (idempotent)")
+    load.add_argument("file")
+    load.set_defaults(func=cmd_site_load)
+    user = sub.add_parser("user", help="API users").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="create a user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["guard", "control_room", "engineer", "supervisor", "manager", "admin"])
+    add.add_argument("--name", help="display name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(func=cmd_user_add)
+    sim = sub.add_parser("simulate", help="publish simulated taps, telemetry and status for a site file")
+    sim.add_argument("--site-file", default=str(DEMO_SITE))
+    sim.add_argument("--broker", help="mqtt://host:port (default: PATROL_MQTT_URL or the embedded broker)")
+    sim.add_argument("--tap-every", type=float, default=3.0, help="seconds between taps of each reader")
+    sim.add_argument("--telemetry-every", type=float, default=10.0, help="seconds between readings of each sensor")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    return int(args.func(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Starting and stopping the product's parts in one process: broker, database, gateway, API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+
+import uvicorn
+from sqlalchemy import Engine
+
+from gateway.service import Gateway
+from server.api.app import create_app
+from server.config import Settings
+from server.db import make_engine, migrate
+from server.embedded_broker import EmbeddedBroker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    broker: EmbeddedBroker | None = None
+    gateway: Gateway | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def prepare(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        return cls(settings, engine)
+
+    def start_broker(self) -> None:
+        if self.settings.embedded_broker:
+            b = self.settings.broker
+            self.broker = EmbeddedBroker(b.host, b.port)
+            self.broker.start()
+
+    def start_gateway(self) -> Gateway:
+        self.gateway = Gateway(self.settings, self.engine)
+        self.gateway.start()
+        return self.gateway
+
+    def serve_api(self) -> None:
+        """Blocks until Ctrl-C / SIGTERM; uvicorn owns the signals while it runs."""
+        app = create_app(self.settings, self.engine)
+        config = uvicorn.Config(app, host=self.settings.api_host, port=self.settings.api_port,
+                                log_level=self.settings.log_level.lower(), ws="websockets-sansio")
+        uvicorn.Server(config).run()
+
+    def wait_for_signal(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.stop_event.wait()
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        if self.gateway:
+            self.gateway.stop()
+        if self.broker:
+            self.broker.stop()
+        self.engine.dispose()
+        log.info("stopped")
