@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import metrics
 from gateway.messages import Received
@@ -119,7 +120,16 @@ class MqttLink:
             return
         metrics.BROKER_CONNECTED.set(1)
         log.info("connected to broker (session present: %s)", flags.session_present)
-        client.subscribe(list(self._filters))
+        client.subscribe(self._subscriptions())
+
+    def _subscriptions(self) -> list[tuple[str, Any]]:
+        """Over MQTT 5, No Local keeps our own acks and out/ events from coming back to us
+        (not allowed on shared subscriptions, where the decoder skips them instead)."""
+        if not self._v5:
+            return list(self._filters)
+        return [
+            (f, SubscribeOptions(qos=q, noLocal=not f.startswith("$share/"))) for f, q in self._filters
+        ]
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]

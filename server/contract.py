@@ -18,16 +18,10 @@ MAX_PAYLOAD_BYTES = 16 * 1024
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 PREFIX = "patrol/v1"
 
-#: What the gateway subscribes to: the contract's inbound topics at QoS 1, and a QoS 0 catch-all
-#: so that a stray topic under the prefix is quarantined rather than silently missed. A broker
-#: delivers an overlapping match once, at the highest QoS (Mosquitto 2, EMQX).
-SUBSCRIPTIONS: tuple[tuple[str, int], ...] = (
-    (f"{PREFIX}/+/reader/+/tap", 1),
-    (f"{PREFIX}/+/sensor/+/telemetry", 1),
-    (f"{PREFIX}/+/sensor/+/event", 1),
-    (f"{PREFIX}/+/device/+/status", 1),
-    (f"{PREFIX}/#", 0),
-)
+#: What the gateway subscribes to, at QoS 1: one filter for every topic under the prefix, so a
+#: stray topic is quarantined rather than silently missed. Not several overlapping filters: over
+#: MQTT 5 a broker may deliver a message once per matching subscription.
+SUBSCRIPTIONS: tuple[tuple[str, int], ...] = ((f"{PREFIX}/#", 1),)
 
 _TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/(?P<role>reader|sensor|device)/(?P<device>{ID_PATTERN})/(?P<channel>[a-z]+)$")
 INBOUND_CHANNELS = {("reader", "tap"), ("sensor", "telemetry"), ("sensor", "event"), ("device", "status")}

@@ -1,0 +1,36 @@
+"""An API client for tests: the real app on the test database, with a logged-in user per role."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from server.api.app import create_app
+from server.auth import Role, create_user
+from server.config import Settings
+from server.db import session_factory, transaction
+
+PASSWORD = "correct horse battery"
+
+
+def make_client(engine: Engine, settings: Settings | None = None, live_feed: bool = False) -> TestClient:
+    app = create_app(settings or Settings(_env_file=None), engine, live_feed=live_feed)  # type: ignore[call-arg]
+    return TestClient(app)
+
+
+def add_user(engine: Engine, username: str, role: Role) -> None:
+    with transaction(session_factory(engine)) as session:
+        create_user(session, username, PASSWORD, role, None, datetime.now(UTC))
+
+
+def login(client: TestClient, username: str) -> dict[str, str]:
+    r = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def token_for(engine: Engine, client: TestClient, role: Role) -> dict[str, str]:
+    add_user(engine, f"u-{role.value}", role)
+    return login(client, f"u-{role.value}")
