@@ -59,19 +59,34 @@ class _Sensor:
 
 
 class SiteSimulator:
-    def __init__(self, site: SiteFile, start: datetime, rng: random.Random | None = None,
-                 tap_every_s: float = 3.0, telemetry_every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        site: SiteFile,
+        start: datetime,
+        rng: random.Random | None = None,
+        tap_every_s: float = 3.0,
+        telemetry_every_s: float = 10.0,
+    ) -> None:
         self.site = site
         self.rng = rng or random.Random(7)
         tags = [loc.tag for loc in site.locations if loc.tag]
         self.walkers = [
-            _Walker(d.code, self._route(tags, i), timedelta(seconds=tap_every_s),
-                    start + timedelta(seconds=self.rng.uniform(0, tap_every_s)))
+            _Walker(
+                d.code,
+                self._route(tags, i),
+                timedelta(seconds=tap_every_s),
+                start + timedelta(seconds=self.rng.uniform(0, tap_every_s)),
+            )
             for i, d in enumerate(d for d in site.devices if d.kind == "handheld_reader")
         ]
         self.sensors = [
-            _Sensor(d, timedelta(seconds=telemetry_every_s), start + timedelta(seconds=self.rng.uniform(0, telemetry_every_s)))
-            for d in site.devices if d.kind not in ("handheld_reader", "fixed_reader")
+            _Sensor(
+                d,
+                timedelta(seconds=telemetry_every_s),
+                start + timedelta(seconds=self.rng.uniform(0, telemetry_every_s)),
+            )
+            for d in site.devices
+            if d.kind not in ("handheld_reader", "fixed_reader")
         ]
         self._announced = False
 
@@ -82,9 +97,17 @@ class SiteSimulator:
 
     def status_messages(self, now: datetime) -> list[Outgoing]:
         return [
-            Outgoing(status_topic(self.site.site.code, d.code),
-                     {"ts": _iso(now), "online": True, "battery_pct": self.rng.randint(55, 100),
-                      "rssi": self.rng.randint(-80, -45), "fw": "1.4.2"}, retain=True)
+            Outgoing(
+                status_topic(self.site.site.code, d.code),
+                {
+                    "ts": _iso(now),
+                    "online": True,
+                    "battery_pct": self.rng.randint(55, 100),
+                    "rssi": self.rng.randint(-80, -45),
+                    "fw": "1.4.2",
+                },
+                retain=True,
+            )
             for d in self.site.devices
         ]
 
@@ -97,17 +120,27 @@ class SiteSimulator:
             while w.next_at <= now:
                 uid = w.route[w.position % len(w.route)]
                 w.position += 1
-                out.append(Outgoing(tap_topic(self.site.site.code, w.device),
-                                    {"id": f"{w.device}-{next(w.seq):06d}", "ts": _iso(w.next_at), "uid": uid}))
+                out.append(
+                    Outgoing(
+                        tap_topic(self.site.site.code, w.device),
+                        {"id": f"{w.device}-{next(w.seq):06d}", "ts": _iso(w.next_at), "uid": uid},
+                    )
+                )
                 w.next_at += w.every
         for s in self.sensors:
             while s.next_at <= now:
-                out.append(Outgoing(
-                    telemetry_topic(self.site.site.code, s.device.code),
-                    {"id": f"{s.device.code}-{next(s.seq):06d}", "ts": int(s.next_at.timestamp() * 1000),
-                     "kind": s.device.kind, "values": self._reading(s.device.kind)},
-                    qos=0,
-                ))
+                out.append(
+                    Outgoing(
+                        telemetry_topic(self.site.site.code, s.device.code),
+                        {
+                            "id": f"{s.device.code}-{next(s.seq):06d}",
+                            "ts": int(s.next_at.timestamp() * 1000),
+                            "kind": s.device.kind,
+                            "values": self._reading(s.device.kind),
+                        },
+                        qos=0,
+                    )
+                )
                 s.next_at += s.every
         return out
 
@@ -116,8 +149,13 @@ class SiteSimulator:
         readings: dict[str, dict[str, Any]] = {
             "water_leak": {"wet": r.random() < 0.01, "level_mm": round(r.uniform(0, 2), 1)},
             "gas": {"lel_pct": round(r.uniform(0, 4), 1), "co_ppm": r.randint(0, 8)},
-            "elevator": {"state": "normal" if r.random() > 0.01 else "fault", "fault_code": None,
-                         "floor": r.randint(1, 18), "door": r.choice(["open", "closed"]), "occupied": r.random() < 0.4},
+            "elevator": {
+                "state": "normal" if r.random() > 0.01 else "fault",
+                "fault_code": None,
+                "floor": r.randint(1, 18),
+                "door": r.choice(["open", "closed"]),
+                "occupied": r.random() < 0.4,
+            },
             "electric_leak": {"leak_ma": round(r.uniform(0, 12), 1)},
             "smoke": {"alarm": False, "obscuration_pct": round(r.uniform(0, 1.5), 2)},
             "door": {"open": r.random() < 0.05},
@@ -125,8 +163,16 @@ class SiteSimulator:
         return readings[kind]
 
 
-def run_simulator(broker_url: str, site_file: Path, stop: threading.Event, *, tap_every_s: float = 3.0,
-                  telemetry_every_s: float = 10.0, duration_s: float | None = None, tick_s: float = 0.5) -> int:
+def run_simulator(
+    broker_url: str,
+    site_file: Path,
+    stop: threading.Event,
+    *,
+    tap_every_s: float = 3.0,
+    telemetry_every_s: float = 10.0,
+    duration_s: float | None = None,
+    tick_s: float = 0.5,
+) -> int:
     """Publish until `stop` is set or `duration_s` has passed; returns how many messages were sent."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -147,8 +193,14 @@ def run_simulator(broker_url: str, site_file: Path, stop: threading.Event, *, ta
     started = datetime.now(UTC)
     sim = SiteSimulator(site, started, tap_every_s=tap_every_s, telemetry_every_s=telemetry_every_s)
     sent = 0
-    log.info("simulating %d readers and %d sensors at site %s via %s:%s",
-             len(sim.walkers), len(sim.sensors), site.site.code, broker.host, broker.port)
+    log.info(
+        "simulating %d readers and %d sensors at site %s via %s:%s",
+        len(sim.walkers),
+        len(sim.sensors),
+        site.site.code,
+        broker.host,
+        broker.port,
+    )
     try:
         while not stop.wait(tick_s):
             now = datetime.now(UTC)

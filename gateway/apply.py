@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, and_, or_, select, tuple_, update
+from sqlalchemy import and_, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,8 @@ class BatchResult:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def _insert(session: Session, table: Any) -> Insert:
+def _upsert_insert(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's own INSERT, which has ON CONFLICT DO NOTHING."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -71,7 +72,7 @@ def _quarantine(session: Session, rejected: list[Rejected], result: BatchResult)
     if not rejected:
         return
     session.execute(
-        QuarantinedMessage.__table__.insert(),
+        insert(QuarantinedMessage),
         [
             {
                 "received_at": r.raw.received_at,
@@ -104,13 +105,18 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
         decisions[key] = verdict
         rows.append(
             {
-                "site_id": msg.device.site_id, "device_id": msg.device.id, "msg_id": msg.msg_id,
-                "kind": msg.channel, "device_ts": msg.device_ts, "received_at": msg.raw.received_at,
-                "payload": msg.body, "result": verdict or None,
+                "site_id": msg.device.site_id,
+                "device_id": msg.device.id,
+                "msg_id": msg.msg_id,
+                "kind": msg.channel,
+                "device_ts": msg.device_ts,
+                "received_at": msg.raw.received_at,
+                "payload": msg.body,
+                "result": verdict or None,
             }
         )
     stmt = (
-        _insert(session, InboundMessage.__table__)
+        _upsert_insert(session, InboundMessage)
         .on_conflict_do_nothing(index_elements=["device_id", "msg_id"])
         .returning(InboundMessage.id, InboundMessage.device_id, InboundMessage.msg_id)
     )
@@ -129,7 +135,7 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
         ack = {k: v for k, v in verdict.items() if not k.startswith("_")}
         result.publications.append(Publication(ack_topic(msg.device.site_code, msg.device.code), json_bytes(ack)))
     if signins:
-        session.execute(SignIn.__table__.insert(), signins)
+        session.execute(insert(SignIn), signins)
         result.signins = len(signins)
         result.signins_refused = sum(1 for row in signins if not row["ok"])
         for row in signins:
@@ -161,10 +167,16 @@ def _stored_results(session: Session, keys: list[tuple[int, str]]) -> dict[tuple
 
 def _signin_row(message_id: int, msg: Accepted, verdict: dict[str, Any]) -> dict[str, Any]:
     return {
-        "message_id": message_id, "site_id": msg.device.site_id, "device_id": msg.device.id,
-        "guard_id": verdict.get("_guard_id"), "location_id": verdict.get("_location_id"),
-        "tag_uid": msg.model.uid.upper(), "tapped_at": msg.device_ts, "received_at": msg.raw.received_at,
-        "ok": bool(verdict.get("ok")), "reason": verdict.get("reason"),
+        "message_id": message_id,
+        "site_id": msg.device.site_id,
+        "device_id": msg.device.id,
+        "guard_id": verdict.get("_guard_id"),
+        "location_id": verdict.get("_location_id"),
+        "tag_uid": msg.model.uid.upper(),
+        "tapped_at": msg.device_ts,
+        "received_at": msg.raw.received_at,
+        "ok": bool(verdict.get("ok")),
+        "reason": verdict.get("reason"),
     }
 
 
@@ -177,12 +189,17 @@ def _signin_event(row: dict[str, Any], directory: Directory) -> dict[str, Any]:
     guard = directory.staff.get(row["guard_id"]) if row["guard_id"] else None
     device = next((d for d in directory.devices.values() if d.id == row["device_id"]), None)
     return {
-        "type": "signin", "device": device.code if device else None,
-        "guard": guard.code if guard else None, "guard_name": guard.name_zh if guard else None,
+        "type": "signin",
+        "device": device.code if device else None,
+        "guard": guard.code if guard else None,
+        "guard_name": guard.name_zh if guard else None,
         "checkpoint": place.code if place else None,
         "checkpoint_name": {"zh": place.name_zh, "en": place.name_en} if place else None,
-        "tag_uid": row["tag_uid"], "ok": row["ok"], "reason": row["reason"],
-        "tapped_at": _iso(row["tapped_at"]), "received_at": _iso(row["received_at"]),
+        "tag_uid": row["tag_uid"],
+        "ok": row["ok"],
+        "reason": row["reason"],
+        "tapped_at": _iso(row["tapped_at"]),
+        "received_at": _iso(row["received_at"]),
     }
 
 
@@ -205,9 +222,14 @@ def _apply_status(session: Session, msg: Accepted, result: BatchResult) -> None:
     ).rowcount  # type: ignore[attr-defined]
     if changed:
         result.status_changes += 1
-        event = {"type": "device_status", "device": msg.device.code, "kind": msg.device.kind,
-                 **{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in values.items()}}
+        event = {
+            "type": "device_status",
+            "device": msg.device.code,
+            "kind": msg.device.kind,
+            **{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in values.items()},
+        }
         result.publications.append(
-            Publication(out_topic(msg.device.site_code, "device", msg.device.code, "status"),
-                        json_bytes(event), retain=True)
+            Publication(
+                out_topic(msg.device.site_code, "device", msg.device.code, "status"), json_bytes(event), retain=True
+            )
         )

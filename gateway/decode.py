@@ -56,19 +56,29 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
     device = directory.device(topic.site, topic.device)
     if device is None:
         return Rejected(
-            raw, RejectReason.UNKNOWN_DEVICE,
+            raw,
+            RejectReason.UNKNOWN_DEVICE,
             f"device {topic.device!r} is not registered at site {topic.site!r}: add it to the site file",
-            topic, msg_id,
+            topic,
+            msg_id,
         )
     if not _kind_fits(topic.role, device.kind):
         return Rejected(
-            raw, RejectReason.WRONG_DEVICE_KIND,
+            raw,
+            RejectReason.WRONG_DEVICE_KIND,
             f"device {device.code!r} is a {device.kind}, it cannot publish on {topic.role}/{topic.channel}",
-            topic, msg_id,
+            topic,
+            msg_id,
         )
     return Accepted(
-        raw=raw, topic=topic, device=device, channel=topic.channel, msg_id=msg_id,
-        device_ts=getattr(model, "ts", None), body=body, model=model,
+        raw=raw,
+        topic=topic,
+        device=device,
+        channel=topic.channel,
+        msg_id=msg_id,
+        device_ts=getattr(model, "ts", None),
+        body=body,
+        model=model,
     )
 
 

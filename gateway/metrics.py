@@ -13,7 +13,8 @@ BATCH_SIZE = Histogram(
     "patrol_batch_size", "Messages per committed batch", buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 )
 COMMIT_SECONDS = Histogram(
-    "patrol_commit_seconds", "Time to apply and commit one batch",
+    "patrol_commit_seconds",
+    "Time to apply and commit one batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 BATCH_FAILURES = Counter("patrol_batch_failures_total", "Batches whose transaction failed and was retried")

@@ -26,8 +26,12 @@ from server.config import BrokerAddress, Settings
 log = logging.getLogger(__name__)
 
 # Reason codes that retrying cannot fix: stop and tell the operator (v5 and 3.1.1 numbering).
-_FATAL_CONNECT = {"Bad user name or password", "Not authorized", "Client identifier not valid",
-                  "Unsupported protocol version"}
+_FATAL_CONNECT = {
+    "Bad user name or password",
+    "Not authorized",
+    "Client identifier not valid",
+    "Unsupported protocol version",
+}
 
 
 class BrokerAuthError(RuntimeError):
@@ -91,8 +95,12 @@ class MqttLink:
             kwargs = {"clean_start": not self._persistent, "properties": props}
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=30, **kwargs)
         self._client.loop_start()
-        log.info("connecting to MQTT broker %s:%s as %s", self._broker.host, self._broker.port,
-                 self._client._client_id.decode())
+        log.info(
+            "connecting to MQTT broker %s:%s as %s",
+            self._broker.host,
+            self._broker.port,
+            self._client._client_id.decode(),
+        )
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -127,9 +135,7 @@ class MqttLink:
         (not allowed on shared subscriptions, where the decoder skips them instead)."""
         if not self._v5:
             return list(self._filters)
-        return [
-            (f, SubscribeOptions(qos=q, noLocal=not f.startswith("$share/"))) for f, q in self._filters
-        ]
+        return [(f, SubscribeOptions(qos=q, noLocal=not f.startswith("$share/"))) for f, q in self._filters]
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
@@ -153,8 +159,13 @@ class MqttLink:
         try:
             self._sink(
                 Received(
-                    topic=topic, payload=bytes(msg.payload), qos=msg.qos, mid=msg.mid,
-                    retain=bool(msg.retain), received_at=datetime.now(UTC), dup=bool(msg.dup),
+                    topic=topic,
+                    payload=bytes(msg.payload),
+                    qos=msg.qos,
+                    mid=msg.mid,
+                    retain=bool(msg.retain),
+                    received_at=datetime.now(UTC),
+                    dup=bool(msg.dup),
                 )
             )
         except Exception:  # never let a handler error kill paho's network thread

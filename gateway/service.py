@@ -114,7 +114,12 @@ class Gateway:
                 return result
             except OperationalError as exc:
                 metrics.BATCH_FAILURES.inc()
-                log.warning("database unavailable (%s); retrying %d messages in %.1fs", exc.orig, len(accepted) + len(rejected), delay)
+                log.warning(
+                    "database unavailable (%s); retrying %d messages in %.1fs",
+                    exc.orig,
+                    len(accepted) + len(rejected),
+                    delay,
+                )
             except Exception:
                 metrics.BATCH_FAILURES.inc()
                 log.exception("batch of %d messages failed", len(accepted) + len(rejected))
@@ -128,7 +133,8 @@ class Gateway:
         """Apply messages one by one so one poisonous message cannot hold the rest back;
         the one that still fails is quarantined as internal_error and answered."""
         total = BatchResult()
-        for item in [*accepted, *rejected]:
+        items: list[Accepted | Rejected] = [*accepted, *rejected]
+        for item in items:
             single_a = [item] if isinstance(item, Accepted) else []
             single_r = [item] if isinstance(item, Rejected) else []
             try:

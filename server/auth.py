@@ -39,8 +39,12 @@ def create_user(
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise UserExistsError(f"user {username!r} already exists: pick another name or use `patrol user passwd`")
     user = User(
-        username=username, display_name=display_name or username, password_hash=_hasher.hash(password),
-        role=role.value, active=True, created_at=now,
+        username=username,
+        display_name=display_name or username,
+        password_hash=_hasher.hash(password),
+        role=role.value,
+        active=True,
+        created_at=now,
     )
     session.add(user)
     session.flush()

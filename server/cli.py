@@ -18,8 +18,7 @@ DEMO_SITE = Path(__file__).parent / "demo" / "liyuan.yaml"
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -118,8 +117,9 @@ def _start_simulator(settings: Settings, site_file: Path, **kwargs: float) -> th
     b = settings.broker
     url = settings.mqtt_url or f"mqtt://{b.host}:{b.port}"
     stop = threading.Event()
-    threading.Thread(target=run_simulator, args=(url, site_file, stop), kwargs=kwargs,
-                     name="simulator", daemon=True).start()
+    threading.Thread(
+        target=run_simulator, args=(url, site_file, stop), kwargs=kwargs, name="simulator", daemon=True
+    ).start()
     return stop
 
 
@@ -130,8 +130,14 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     url = args.broker or settings.mqtt_url or f"mqtt://{b.host}:{b.port}"
     stop = threading.Event()
     try:
-        sent = run_simulator(url, Path(args.site_file), stop, tap_every_s=args.tap_every,
-                             telemetry_every_s=args.telemetry_every, duration_s=args.duration)
+        sent = run_simulator(
+            url,
+            Path(args.site_file),
+            stop,
+            tap_every_s=args.tap_every,
+            telemetry_every_s=args.telemetry_every,
+            duration_s=args.duration,
+        )
     except KeyboardInterrupt:
         stop.set()
         return 0
@@ -158,8 +164,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             set_password(session, "demo", password)
     engine.dispose()
     base = f"http://{settings.api_host}:{settings.api_port}"
-    print(f"\n  API        {base}/docs\n  Sign-ins   {base}/api/v1/signins\n  Live feed  ws://{settings.api_host}:{settings.api_port}/api/v1/live?token=…"
-          f"\n  Demo login user 'demo', password '{password}' (demo only; real users: patrol user add)\n", flush=True)
+    print(
+        f"\n  API        {base}/docs\n  Sign-ins   {base}/api/v1/signins\n  Live feed  ws://{settings.api_host}:{settings.api_port}/api/v1/live?token=…"
+        f"\n  Demo login user 'demo', password '{password}' (demo only; real users: patrol user add)\n",
+        flush=True,
+    )
     args.simulate = DEMO_SITE
     return cmd_serve(settings, args)
 
@@ -170,10 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="broker (embedded unless PATROL_MQTT_URL), gateway and API in one process")
     serve.add_argument("--simulate", type=Path, metavar="SITE_FILE", help="also run simulated devices for this site")
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("gateway", help="the MQTT gateway alone (production; several may run)").set_defaults(func=cmd_gateway)
+    sub.add_parser("gateway", help="the MQTT gateway alone (production; several may run)").set_defaults(
+        func=cmd_gateway
+    )
     sub.add_parser("api", help="the HTTP API alone (production)").set_defaults(func=cmd_api)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
-    sub.add_parser("demo", help="load the demo site 荔园, make a demo login, serve with simulated devices").set_defaults(func=cmd_demo)
+    sub.add_parser(
+        "demo", help="load the demo site 荔园, make a demo login, serve with simulated devices"
+    ).set_defaults(func=cmd_demo)
     site = sub.add_parser("site", help="site files").add_subparsers(dest="site_command", required=True)
     load = site.add_parser("load", help="create or update a site from a YAML site file (idempotent)")
     load.add_argument("file")
@@ -181,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="API users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a user")
     add.add_argument("username")
-    add.add_argument("--role", required=True, choices=["guard", "control_room", "engineer", "supervisor", "manager", "admin"])
+    add.add_argument(
+        "--role", required=True, choices=["guard", "control_room", "engineer", "supervisor", "manager", "admin"]
+    )
     add.add_argument("--name", help="display name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(func=cmd_user_add)

@@ -77,9 +77,7 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.var_dir / 'patrol.db').as_posix()}"
         if self.env == "prod" and self.embedded_broker:
-            raise ValueError(
-                "PATROL_ENV=prod needs a real broker: set PATROL_MQTT_URL (e.g. mqtt://127.0.0.1:1883)"
-            )
+            raise ValueError("PATROL_ENV=prod needs a real broker: set PATROL_MQTT_URL (e.g. mqtt://127.0.0.1:1883)")
         if self.env == "prod" and self.mqtt_password in ("changeme", "change-me", "password", "secret"):
             raise ValueError("PATROL_MQTT_PASSWORD is a placeholder: set a real secret before running in prod")
         return self
@@ -94,9 +92,7 @@ class Settings(BaseSettings):
             return BrokerAddress(host=EMBEDDED_BROKER_HOST, port=EMBEDDED_BROKER_PORT)
         address = BrokerAddress.parse(self.mqtt_url)
         updates = {
-            k: v
-            for k, v in (("username", self.mqtt_username), ("password", self.mqtt_password))
-            if v is not None
+            k: v for k, v in (("username", self.mqtt_username), ("password", self.mqtt_password)) if v is not None
         }
         return address.model_copy(update=updates) if updates else address
 

@@ -23,7 +23,9 @@ PREFIX = "patrol/v1"
 #: MQTT 5 a broker may deliver a message once per matching subscription.
 SUBSCRIPTIONS: tuple[tuple[str, int], ...] = ((f"{PREFIX}/#", 1),)
 
-_TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/(?P<role>reader|sensor|device)/(?P<device>{ID_PATTERN})/(?P<channel>[a-z]+)$")
+_TOPIC = re.compile(
+    rf"^{PREFIX}/(?P<site>{ID_PATTERN})/(?P<role>reader|sensor|device)/(?P<device>{ID_PATTERN})/(?P<channel>[a-z]+)$"
+)
 INBOUND_CHANNELS = {("reader", "tap"), ("sensor", "telemetry"), ("sensor", "event"), ("device", "status")}
 
 

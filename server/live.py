@@ -60,8 +60,12 @@ class LiveSource:
     def __init__(self, settings: Settings, hub: LiveHub) -> None:
         self._hub = hub
         self._link = MqttLink(
-            settings, self._on_message, ((OUT_FILTER, 0),), client_id=f"patrol-api-{uuid.uuid4().hex[:8]}",
-            persistent=False, manual_ack=False,
+            settings,
+            self._on_message,
+            ((OUT_FILTER, 0),),
+            client_id=f"patrol-api-{uuid.uuid4().hex[:8]}",
+            persistent=False,
+            manual_ack=False,
         )
 
     def start(self) -> None:

@@ -47,8 +47,13 @@ class Runtime:
     def serve_api(self) -> None:
         """Blocks until Ctrl-C / SIGTERM; uvicorn owns the signals while it runs."""
         app = create_app(self.settings, self.engine)
-        config = uvicorn.Config(app, host=self.settings.api_host, port=self.settings.api_port,
-                                log_level=self.settings.log_level.lower(), ws="websockets-sansio")
+        config = uvicorn.Config(
+            app,
+            host=self.settings.api_host,
+            port=self.settings.api_port,
+            log_level=self.settings.log_level.lower(),
+            ws="websockets-sansio",
+        )
         uvicorn.Server(config).run()
 
     def wait_for_signal(self) -> None:

@@ -30,18 +30,21 @@ def now(request: Request) -> datetime:
 
 
 def current_user(
-    session: SessionDep, request: Request,
+    session: SessionDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "log in at POST /api/v1/auth/token and send 'Authorization: Bearer <token>'",
+            status.HTTP_401_UNAUTHORIZED,
+            "log in at POST /api/v1/auth/token and send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
     user = user_for_token(session, credentials.credentials, now(request))
     if user is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "the token is unknown or expired: log in again",
+            status.HTTP_401_UNAUTHORIZED,
+            "the token is unknown or expired: log in again",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return user

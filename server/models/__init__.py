@@ -6,6 +6,20 @@ from server.models.ingest import InboundMessage, QuarantinedMessage, SignIn
 from server.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
 
 __all__ = [
-    "ApiToken", "Base", "Building", "Department", "Device", "Floor", "InboundMessage", "Location",
-    "QuarantinedMessage", "SignIn", "Site", "Staff", "Tag", "UTCDateTime", "User", "utcnow",
+    "ApiToken",
+    "Base",
+    "Building",
+    "Department",
+    "Device",
+    "Floor",
+    "InboundMessage",
+    "Location",
+    "QuarantinedMessage",
+    "SignIn",
+    "Site",
+    "Staff",
+    "Tag",
+    "UTCDateTime",
+    "User",
+    "utcnow",
 ]

@@ -31,8 +31,11 @@ class LoadSummary:
     def describe(self) -> str:
         if not self.changed:
             return f"site {self.site}: already up to date, nothing changed"
-        parts = [f"{what} {dict(c)}" for what, c in
-                 (("created", self.created), ("updated", self.updated), ("deactivated", self.deactivated)) if c]
+        parts = [
+            f"{what} {dict(c)}"
+            for what, c in (("created", self.created), ("updated", self.updated), ("deactivated", self.deactivated))
+            if c
+        ]
         return f"site {self.site}: " + "; ".join(parts)
 
 
@@ -45,8 +48,13 @@ def _sync(session: Session, summary: LoadSummary, label: str, obj: Any, values: 
 
 
 def _upsert(
-    session: Session, summary: LoadSummary, label: str, model: Any, existing: dict[Any, Any],
-    key: Any, values: dict[str, Any],
+    session: Session,
+    summary: LoadSummary,
+    label: str,
+    model: Any,
+    existing: dict[Any, Any],
+    key: Any,
+    values: dict[str, Any],
 ) -> Any:
     obj = existing.get(key)
     if obj is None:
@@ -80,39 +88,101 @@ def load_site(session: Session, spec: SiteFile) -> LoadSummary:
 
     departments = rows(Department)
     for d in spec.departments:
-        _upsert(session, summary, "department", Department, departments, d.code,
-                {"site_id": sid, "code": d.code, "name_zh": d.name.zh, "name_en": d.name.en})
+        _upsert(
+            session,
+            summary,
+            "department",
+            Department,
+            departments,
+            d.code,
+            {"site_id": sid, "code": d.code, "name_zh": d.name.zh, "name_en": d.name.en},
+        )
     buildings = rows(Building)
     for b in spec.buildings:
-        _upsert(session, summary, "building", Building, buildings, b.code,
-                {"site_id": sid, "code": b.code, "name_zh": b.name.zh, "name_en": b.name.en,
-                 "floors_above": b.floors_above, "floors_below": b.floors_below})
+        _upsert(
+            session,
+            summary,
+            "building",
+            Building,
+            buildings,
+            b.code,
+            {
+                "site_id": sid,
+                "code": b.code,
+                "name_zh": b.name.zh,
+                "name_en": b.name.en,
+                "floors_above": b.floors_above,
+                "floors_below": b.floors_below,
+            },
+        )
     session.flush()
     floors = _sync_floors(session, summary, spec, buildings)
     locations = rows(Location)
     for loc in spec.locations:
         building = buildings[loc.building] if loc.building else None
         floor = floors[(building.id, loc.floor)] if building and loc.floor is not None else None
-        _upsert(session, summary, "location", Location, locations, loc.code,
-                {"site_id": sid, "code": loc.code, "name_zh": loc.name.zh, "name_en": loc.name.en, "type": loc.type,
-                 "building_id": building.id if building else None, "floor_id": floor.id if floor else None,
-                 "active": True})
+        _upsert(
+            session,
+            summary,
+            "location",
+            Location,
+            locations,
+            loc.code,
+            {
+                "site_id": sid,
+                "code": loc.code,
+                "name_zh": loc.name.zh,
+                "name_en": loc.name.en,
+                "type": loc.type,
+                "building_id": building.id if building else None,
+                "floor_id": floor.id if floor else None,
+                "active": True,
+            },
+        )
     _deactivate(summary, "location", locations, {loc.code for loc in spec.locations})
     staff = rows(Staff)
     for p in spec.staff:
-        _upsert(session, summary, "staff", Staff, staff, p.code,
-                {"site_id": sid, "code": p.code, "name_zh": p.name.zh, "name_en": p.name.en,
-                 "department_id": departments[p.department].id, "position": p.position, "phone": p.phone,
-                 "active": True})
+        _upsert(
+            session,
+            summary,
+            "staff",
+            Staff,
+            staff,
+            p.code,
+            {
+                "site_id": sid,
+                "code": p.code,
+                "name_zh": p.name.zh,
+                "name_en": p.name.en,
+                "department_id": departments[p.department].id,
+                "position": p.position,
+                "phone": p.phone,
+                "active": True,
+            },
+        )
     _deactivate(summary, "staff", staff, {p.code for p in spec.staff})
     session.flush()
     _sync_tags(session, summary, spec, sid, locations, staff)
     devices = rows(Device)
     for dev in spec.devices:
-        _upsert(session, summary, "device", Device, devices, dev.code,
-                {"site_id": sid, "code": dev.code, "kind": dev.kind, "name_zh": dev.name.zh, "name_en": dev.name.en,
-                 "holder_id": staff[dev.holder].id if dev.holder else None,
-                 "location_id": locations[dev.location].id if dev.location else None, "active": True})
+        _upsert(
+            session,
+            summary,
+            "device",
+            Device,
+            devices,
+            dev.code,
+            {
+                "site_id": sid,
+                "code": dev.code,
+                "kind": dev.kind,
+                "name_zh": dev.name.zh,
+                "name_en": dev.name.en,
+                "holder_id": staff[dev.holder].id if dev.holder else None,
+                "location_id": locations[dev.location].id if dev.location else None,
+                "active": True,
+            },
+        )
     _deactivate(summary, "device", devices, {d.code for d in spec.devices})
     session.flush()
     return summary
@@ -127,15 +197,26 @@ def _sync_floors(
         building = buildings[b.code]
         for n in [*range(-b.floors_below, 0), *range(1, b.floors_above + 1)]:
             label = f"B{-n}" if n < 0 else f"{n}F"
-            _upsert(session, summary, "floor", Floor, floors, (building.id, n),
-                    {"building_id": building.id, "number": n, "label": label})
+            _upsert(
+                session,
+                summary,
+                "floor",
+                Floor,
+                floors,
+                (building.id, n),
+                {"building_id": building.id, "number": n, "label": label},
+            )
     session.flush()
     return floors
 
 
 def _sync_tags(
-    session: Session, summary: LoadSummary, spec: SiteFile, sid: int,
-    locations: dict[str, Location], staff: dict[str, Staff],
+    session: Session,
+    summary: LoadSummary,
+    spec: SiteFile,
+    sid: int,
+    locations: dict[str, Location],
+    staff: dict[str, Staff],
 ) -> None:
     tags = {t.uid: t for t in session.scalars(select(Tag).where(Tag.site_id == sid))}
     wanted: dict[str, dict[str, Any]] = {}

@@ -107,8 +107,10 @@ def check_references(site: SiteFile, lines: dict[Path_, int]) -> list[Problem]:
         elif loc.building is not None and loc.floor is not None:
             b = buildings[loc.building]
             if not -b.floors_below <= loc.floor <= b.floors_above:
-                bad(("locations", i, "floor"),
-                    f"floor {loc.floor} is outside {b.code} (-{b.floors_below}..{b.floors_above})")
+                bad(
+                    ("locations", i, "floor"),
+                    f"floor {loc.floor} is outside {b.code} (-{b.floors_below}..{b.floors_above})",
+                )
         if loc.tag:
             _claim(uids, loc.tag, f"location {loc.code}", ("locations", i, "tag"), bad)
     for i, person in enumerate(site.staff):

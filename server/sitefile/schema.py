@@ -9,13 +9,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$")]
 LocationType = Literal[
-    "lobby", "floor", "shop", "machine_room", "pipe_well", "fan_room", "telecom_room", "pump_room",
-    "switch_room", "elevator_room", "elevator", "parking", "green_area", "road", "gate", "roof",
-    "fire_control_room", "office",
+    "lobby",
+    "floor",
+    "shop",
+    "machine_room",
+    "pipe_well",
+    "fan_room",
+    "telecom_room",
+    "pump_room",
+    "switch_room",
+    "elevator_room",
+    "elevator",
+    "parking",
+    "green_area",
+    "road",
+    "gate",
+    "roof",
+    "fire_control_room",
+    "office",
 ]
 Position = Literal[
-    "guard", "shift_leader", "duty_head", "front_desk", "property_assistant", "supervisor", "technician",
-    "cleaner", "gardener", "accountant", "manager",
+    "guard",
+    "shift_leader",
+    "duty_head",
+    "front_desk",
+    "property_assistant",
+    "supervisor",
+    "technician",
+    "cleaner",
+    "gardener",
+    "accountant",
+    "manager",
 ]
 DeviceKind = Literal[
     "handheld_reader", "fixed_reader", "water_leak", "gas", "elevator", "electric_leak", "smoke", "door"

@@ -13,8 +13,13 @@ def load_directory(session: Session) -> Directory:
     sites = {s.id: s.code for s in session.scalars(select(Site))}
     devices = {
         (sites[d.site_id], d.code): DeviceEntry(
-            id=d.id, site_id=d.site_id, site_code=sites[d.site_id], code=d.code, kind=d.kind,
-            location_id=d.location_id, holder_id=d.holder_id,
+            id=d.id,
+            site_id=d.site_id,
+            site_code=sites[d.site_id],
+            code=d.code,
+            kind=d.kind,
+            location_id=d.location_id,
+            holder_id=d.holder_id,
         )
         for d in session.scalars(select(Device).where(Device.active.is_(True)))
     }
@@ -22,8 +27,6 @@ def load_directory(session: Session) -> Directory:
         (t.site_id, t.uid.upper()): TagEntry(uid=t.uid.upper(), location_id=t.location_id, staff_id=t.staff_id)
         for t in session.scalars(select(Tag).where(Tag.active.is_(True)))
     }
-    locations = {
-        loc.id: Named(loc.id, loc.code, loc.name_zh, loc.name_en) for loc in session.scalars(select(Location))
-    }
+    locations = {loc.id: Named(loc.id, loc.code, loc.name_zh, loc.name_en) for loc in session.scalars(select(Location))}
     staff = {s.id: Named(s.id, s.code, s.name_zh, s.name_en) for s in session.scalars(select(Staff))}
     return Directory(devices=devices, tags=tags, locations=locations, staff=staff)

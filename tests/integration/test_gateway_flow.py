@@ -5,9 +5,9 @@ Runs on SQLite and PostgreSQL (the `db_url` fixture)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 import shutil
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
@@ -39,8 +39,9 @@ def _count(engine: Engine, stmt: object) -> int:
 
 def _mosquitto_pub(broker: MosquittoBroker, topic: str, payload: str) -> None:
     exe = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
-    subprocess.run([exe, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", topic, "-m", payload],
-                   check=True, timeout=10)
+    subprocess.run(
+        [exe, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", topic, "-m", payload], check=True, timeout=10
+    )
 
 
 def _metric(name: str, **labels: str) -> float:
@@ -72,20 +73,34 @@ def test_unknown_tag_gets_a_red_answer(engine: Engine, gateway: Gateway, peer: P
     peer.publish(TAP_TOPIC, {"id": "r1-9", "ts": 1764288311250, "uid": "04FFFFFFFFFFFF"})
     [(_, ack)] = peer.take(1, topic_suffix="/ack")
     assert (ack["ok"], ack["reason"], ack["message"]["en"]) == (False, "unknown_tag", "Unknown tag")
-    wait_until(lambda: _count(engine, select(func.count()).select_from(SignIn).where(SignIn.ok.is_(False))) == 1,
-               what="refused sign-in recorded")
+    wait_until(
+        lambda: _count(engine, select(func.count()).select_from(SignIn).where(SignIn.ok.is_(False))) == 1,
+        what="refused sign-in recorded",
+    )
 
 
 BAD_INPUTS = [
     # (topic, payload, reason, answered on the reader's ack topic)
     (TAP_TOPIC, b"{oops", "bad_json", True),
     (TAP_TOPIC, json.dumps({"id": "bad-ts", "ts": "noon", "uid": "04A1B2C3D4E5F6"}).encode(), "bad_schema", True),
-    (TAP_TOPIC, json.dumps({"id": "big", "ts": 1, "uid": "04A1B2C3D4E5F6", "pad": "x" * 17_000}).encode(),
-     "too_large", True),
-    (f"patrol/v1/{SITE}/reader/ghost-reader/tap",
-     json.dumps({"id": "g1", "ts": 1764288311250, "uid": "04A1B2C3D4E5F6"}).encode(), "unknown_device", True),
-    (f"patrol/v1/{SITE}/sensor/gas-b1-shop101/telemetry",
-     json.dumps({"id": "g2", "ts": 1764288311250, "kind": "gas", "values": {"ppm": 3}}).encode(), "bad_schema", False),
+    (
+        TAP_TOPIC,
+        json.dumps({"id": "big", "ts": 1, "uid": "04A1B2C3D4E5F6", "pad": "x" * 17_000}).encode(),
+        "too_large",
+        True,
+    ),
+    (
+        f"patrol/v1/{SITE}/reader/ghost-reader/tap",
+        json.dumps({"id": "g1", "ts": 1764288311250, "uid": "04A1B2C3D4E5F6"}).encode(),
+        "unknown_device",
+        True,
+    ),
+    (
+        f"patrol/v1/{SITE}/sensor/gas-b1-shop101/telemetry",
+        json.dumps({"id": "g2", "ts": 1764288311250, "kind": "gas", "values": {"ppm": 3}}).encode(),
+        "bad_schema",
+        False,
+    ),
     (f"patrol/v1/{SITE}/reader/{READER}/tapz", b"{}", "unknown_topic", False),
 ]
 
@@ -126,14 +141,29 @@ def test_device_status_and_last_will(mosquitto: MosquittoBroker, engine: Engine,
     topic = f"patrol/v1/{SITE}/device/{READER}/status"
     exe = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
     device = subprocess.Popen(
-        [exe, "-h", "127.0.0.1", "-p", str(mosquitto.port), "-t", "nothing/here", "-i", "reader-r1",
-         "--will-topic", topic, "--will-payload", '{"online": false}', "--will-qos", "1", "--will-retain"],
+        [
+            exe,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(mosquitto.port),
+            "-t",
+            "nothing/here",
+            "-i",
+            "reader-r1",
+            "--will-topic",
+            topic,
+            "--will-payload",
+            '{"online": false}',
+            "--will-qos",
+            "1",
+            "--will-retain",
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
         now = datetime.now(UTC).isoformat()
-        online = json.dumps({"ts": now, "online": True, "battery_pct": 87, "rssi": -61,
-                             "fw": "1.4.2"})
+        online = json.dumps({"ts": now, "online": True, "battery_pct": 87, "rssi": -61, "fw": "1.4.2"})
         _mosquitto_pub(mosquitto, topic, online)
 
         def status() -> tuple[object, ...]:
@@ -152,7 +182,9 @@ def test_device_status_and_last_will(mosquitto: MosquittoBroker, engine: Engine,
 def test_older_status_never_hides_a_newer_one(mosquitto: MosquittoBroker, engine: Engine, gateway: Gateway) -> None:
     topic = f"patrol/v1/{SITE}/device/rdr-h02/status"
     _mosquitto_pub(mosquitto, topic, json.dumps({"ts": "2026-11-28T10:00:00+08:00", "online": True, "battery_pct": 50}))
-    _mosquitto_pub(mosquitto, topic, json.dumps({"ts": "2026-11-28T09:00:00+08:00", "online": False, "battery_pct": 90}))
+    _mosquitto_pub(
+        mosquitto, topic, json.dumps({"ts": "2026-11-28T09:00:00+08:00", "online": False, "battery_pct": 90})
+    )
     _mosquitto_pub(mosquitto, f"patrol/v1/{SITE}/device/rdr-h03/status", json.dumps({"online": True}))
 
     def battery(code: str) -> tuple[object, object]:

@@ -27,8 +27,13 @@ TAPS = 5000
 
 
 def _start_gateway(broker: MosquittoBroker, db_url: str, client_id: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PATROL_MQTT_URL": broker.url, "PATROL_DATABASE_URL": db_url,
-           "PATROL_MQTT_CLIENT_ID": client_id, "PATROL_LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "PATROL_MQTT_URL": broker.url,
+        "PATROL_DATABASE_URL": db_url,
+        "PATROL_MQTT_CLIENT_ID": client_id,
+        "PATROL_LOG_LEVEL": "INFO",
+    }
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "server.cli", "gateway"], env=env, stdout=out, stderr=out)
 
@@ -36,14 +41,21 @@ def _start_gateway(broker: MosquittoBroker, db_url: str, client_id: str, log: Pa
 def _counts(engine: Engine) -> tuple[int, int]:
     with session_factory(engine)() as s:
         rows = s.scalar(select(func.count()).select_from(SignIn)) or 0
-        distinct = s.scalar(select(func.count(func.distinct(InboundMessage.msg_id))).join(
-            SignIn, SignIn.message_id == InboundMessage.id)) or 0
+        distinct = (
+            s.scalar(
+                select(func.count(func.distinct(InboundMessage.msg_id))).join(
+                    SignIn, SignIn.message_id == InboundMessage.id
+                )
+            )
+            or 0
+        )
         return int(rows), int(distinct)
 
 
 def _publish_all(broker: MosquittoBroker, uids: list[str], done: threading.Event) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kill-pub-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv311)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"kill-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv311
+    )
     client.max_inflight_messages_set(100)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()

@@ -28,20 +28,24 @@ class MosquittoBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         conf = self.dir / "mosquitto.conf"
         conf.write_text(
-            "\n".join([
-                f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
-                "persistence true",
-                f"persistence_location {self.dir}/",
-                "autosave_interval 1",
-                "max_queued_messages 1000000",
-                "max_inflight_messages 0",
-                "max_packet_size 1048576",
-                f"log_dest file {self.dir}/mosquitto.log",
-                "log_type error", "log_type warning", "log_type notice",
-                *(["user root"] if os.geteuid() == 0 else []),
-                "",
-            ])
+            "\n".join(
+                [
+                    f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {self.dir}/",
+                    "autosave_interval 1",
+                    "max_queued_messages 1000000",
+                    "max_inflight_messages 0",
+                    "max_packet_size 1048576",
+                    f"log_dest file {self.dir}/mosquitto.log",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    *(["user root"] if os.geteuid() == 0 else []),
+                    "",
+                ]
+            )
         )
         self.conf = conf
 
@@ -50,8 +54,9 @@ class MosquittoBroker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -34,9 +34,12 @@ class Peer:
         self.messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._ready = threading.Event()
         self._subs = subscribe
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self._subs]) if self._subs else self._ready.set()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
+        )
+        self.client.on_connect = lambda c, *_: (
+            c.subscribe([(t, 1) for t in self._subs]) if self._subs else self._ready.set()
+        )
         self.client.on_subscribe = lambda *_: self._ready.set()
         self.client.on_message = self._on_message
         self.client.connect(b.host, b.port)

@@ -40,9 +40,12 @@ def test_parse_topic(topic: str, expected: Topic | None) -> None:
 @pytest.mark.parametrize(
     ("topic", "inbound"),
     [
-        ("patrol/v1/s/reader/d/tap", True), ("patrol/v1/s/sensor/d/telemetry", True),
-        ("patrol/v1/s/sensor/d/event", True), ("patrol/v1/s/device/d/status", True),
-        ("patrol/v1/s/reader/d/telemetry", False), ("patrol/v1/s/sensor/d/tap", False),
+        ("patrol/v1/s/reader/d/tap", True),
+        ("patrol/v1/s/sensor/d/telemetry", True),
+        ("patrol/v1/s/sensor/d/event", True),
+        ("patrol/v1/s/device/d/status", True),
+        ("patrol/v1/s/reader/d/telemetry", False),
+        ("patrol/v1/s/sensor/d/tap", False),
         ("patrol/v1/s/reader/d/foo", False),
     ],
 )
@@ -54,8 +57,10 @@ def test_only_contract_channels_are_inbound(topic: str, inbound: bool) -> None:
 @pytest.mark.parametrize(
     ("topic", "own"),
     [
-        ("patrol/v1/s/reader/d/ack", True), ("patrol/v1/s/out/signin", True),
-        ("patrol/v1/s/out/device/d/status", True), ("patrol/v1/s/reader/d/tap", False),
+        ("patrol/v1/s/reader/d/ack", True),
+        ("patrol/v1/s/out/signin", True),
+        ("patrol/v1/s/out/device/d/status", True),
+        ("patrol/v1/s/reader/d/tap", False),
         ("patrol/v1/s/sensor/d/ack", False),
     ],
 )
@@ -82,10 +87,15 @@ def test_parse_ts_refuses_naive_or_malformed(value: object) -> None:
 
 
 def test_tap_payload_with_sdm_and_unknown_fields() -> None:
-    tap = TapPayload.model_validate({
-        "id": "r17-000123", "ts": "2026-11-28T08:05:11.250+08:00", "uid": "04A1B2C3D4E5F6",
-        "sdm": {"picc": "EF963FF7828658A599F3041510671E88", "cmac": "94EED9EE65337086"}, "extra": 1,
-    })
+    tap = TapPayload.model_validate(
+        {
+            "id": "r17-000123",
+            "ts": "2026-11-28T08:05:11.250+08:00",
+            "uid": "04A1B2C3D4E5F6",
+            "sdm": {"picc": "EF963FF7828658A599F3041510671E88", "cmac": "94EED9EE65337086"},
+            "extra": 1,
+        }
+    )
     assert tap.sdm is not None and tap.sdm.cmac == "94EED9EE65337086"
 
 
@@ -113,10 +123,13 @@ def test_bad_taps_are_refused(body: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     ("kind", "values"),
     [
-        ("water_leak", {"wet": True, "level_mm": 3}), ("water_leak", {"wet": False}),
-        ("gas", {"lel_pct": 3.5, "co_ppm": 0}), ("gas", {"lel_pct": 0}),
+        ("water_leak", {"wet": True, "level_mm": 3}),
+        ("water_leak", {"wet": False}),
+        ("gas", {"lel_pct": 3.5, "co_ppm": 0}),
+        ("gas", {"lel_pct": 0}),
         ("elevator", {"state": "fault", "fault_code": "E31", "floor": 12, "door": "closed", "occupied": True}),
-        ("electric_leak", {"leak_ma": 31}), ("smoke", {"alarm": True, "obscuration_pct": 2.5}),
+        ("electric_leak", {"leak_ma": 31}),
+        ("smoke", {"alarm": True, "obscuration_pct": 2.5}),
         ("door", {"open": True}),
     ],
 )
@@ -128,8 +141,12 @@ def test_telemetry_of_every_kind(kind: str, values: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     ("kind", "values"),
     [
-        ("water_leak", {"wet": "yes"}), ("gas", {}), ("elevator", {"state": "broken"}),
-        ("electric_leak", {"leak_ma": "a lot"}), ("smoke", {"alarm": 1}), ("door", {"open": "maybe"}),
+        ("water_leak", {"wet": "yes"}),
+        ("gas", {}),
+        ("elevator", {"state": "broken"}),
+        ("electric_leak", {"leak_ma": "a lot"}),
+        ("smoke", {"alarm": 1}),
+        ("door", {"open": "maybe"}),
     ],
 )
 def test_telemetry_values_checked_per_kind(kind: str, values: dict[str, object]) -> None:
@@ -144,16 +161,25 @@ def test_telemetry_of_unknown_kind_is_refused() -> None:
 
 
 def test_event_alarm_and_clear() -> None:
-    ev = EventPayload.model_validate({"id": "lift-b3-1-000057", "ts": "2026-11-28T21:14:03+08:00", "kind": "elevator",
-                                      "state": "alarm", "code": "E31", "detail": {"trapped": True, "floor": 12}})
+    ev = EventPayload.model_validate(
+        {
+            "id": "lift-b3-1-000057",
+            "ts": "2026-11-28T21:14:03+08:00",
+            "kind": "elevator",
+            "state": "alarm",
+            "code": "E31",
+            "detail": {"trapped": True, "floor": 12},
+        }
+    )
     assert ev.detail["trapped"] is True
     with pytest.raises(ValidationError):
         EventPayload.model_validate({"id": "a", "ts": 1, "kind": "elevator", "state": "panic"})
 
 
 def test_status_and_last_will() -> None:
-    full = StatusPayload.model_validate({"ts": "2026-11-28T08:00:00+08:00", "online": True, "battery_pct": 87,
-                                         "rssi": -61, "fw": "1.4.2"})
+    full = StatusPayload.model_validate(
+        {"ts": "2026-11-28T08:00:00+08:00", "online": True, "battery_pct": 87, "rssi": -61, "fw": "1.4.2"}
+    )
     will = StatusPayload.model_validate({"online": False})
     assert full.battery_pct == 87 and will.online is False and will.ts is None
     with pytest.raises(ValidationError):

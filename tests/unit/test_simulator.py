@@ -13,10 +13,12 @@ from server.sitefile.schema import SiteFile
 
 
 def _directory(site: SiteFile) -> Directory:
-    return Directory(devices={
-        (site.site.code, d.code): DeviceEntry(i, 1, site.site.code, d.code, d.kind, None, None)
-        for i, d in enumerate(site.devices)
-    })
+    return Directory(
+        devices={
+            (site.site.code, d.code): DeviceEntry(i, 1, site.site.code, d.code, d.kind, None, None)
+            for i, d in enumerate(site.devices)
+        }
+    )
 
 
 def test_simulated_devices_follow_the_contract(demo_site: SiteFile) -> None:

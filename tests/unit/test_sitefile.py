@@ -40,7 +40,16 @@ def test_demo_site_is_a_realistic_compound(demo_site: SiteFile) -> None:
     assert len({loc.building for loc in demo_site.locations if loc.type == "shop"}) >= 2
     assert sum(1 for loc in demo_site.locations if loc.tag) >= 150
     kinds = {d.kind for d in demo_site.devices}
-    assert kinds == {"handheld_reader", "fixed_reader", "water_leak", "gas", "elevator", "electric_leak", "smoke", "door"}
+    assert kinds == {
+        "handheld_reader",
+        "fixed_reader",
+        "water_leak",
+        "gas",
+        "elevator",
+        "electric_leak",
+        "smoke",
+        "door",
+    }
     departments = {s.department for s in demo_site.staff}
     assert departments == {d.code for d in demo_site.departments}
 

@@ -15,7 +15,11 @@ def healthz(session: SessionDep) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", dependencies=[CONTROL], response_class=Response,
-            summary="Prometheus metrics. Roles: control_room, supervisor, manager, admin")
+@router.get(
+    "/metrics",
+    dependencies=[CONTROL],
+    response_class=Response,
+    summary="Prometheus metrics. Roles: control_room, supervisor, manager, admin",
+)
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -22,8 +22,11 @@ def _text(payload: bytes) -> str | None:
         return None
 
 
-@router.get("", response_model=Page[QuarantinePublic],
-            summary="Quarantined messages, newest first. Roles: control_room, supervisor, admin")
+@router.get(
+    "",
+    response_model=Page[QuarantinePublic],
+    summary="Quarantined messages, newest first. Roles: control_room, supervisor, admin",
+)
 def list_quarantine(
     session: SessionDep,
     reason: str | None = None,
@@ -33,17 +36,27 @@ def list_quarantine(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[QuarantinePublic]:
     stmt = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc()).limit(limit)
-    for value, column in ((reason, QuarantinedMessage.reason), (site, QuarantinedMessage.site_code),
-                          (device, QuarantinedMessage.device_code)):
+    for value, column in (
+        (reason, QuarantinedMessage.reason),
+        (site, QuarantinedMessage.site_code),
+        (device, QuarantinedMessage.device_code),
+    ):
         if value is not None:
             stmt = stmt.where(column == value)
     if before_id is not None:
         stmt = stmt.where(QuarantinedMessage.id < before_id)
     items = [
         QuarantinePublic(
-            id=q.id, received_at=q.received_at, topic=q.topic, site=q.site_code, device=q.device_code,
-            reason=q.reason, detail=q.detail, payload_text=_text(q.payload),
-            payload_base64=base64.b64encode(q.payload).decode(), size=len(q.payload),
+            id=q.id,
+            received_at=q.received_at,
+            topic=q.topic,
+            site=q.site_code,
+            device=q.device_code,
+            reason=q.reason,
+            detail=q.detail,
+            payload_text=_text(q.payload),
+            payload_base64=base64.b64encode(q.payload).decode(),
+            size=len(q.payload),
         )
         for q in session.scalars(stmt)
     ]

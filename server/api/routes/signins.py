@@ -11,13 +11,16 @@ from sqlalchemy import ColumnElement, select
 
 from server.api.deps import CONTROL, SessionDep
 from server.api.schemas import Name, Page, SignInPublic
-from server.models import Device, InboundMessage, Location, Site, SignIn, Staff
+from server.models import Device, InboundMessage, Location, SignIn, Site, Staff
 
 router = APIRouter(prefix="/api/v1/signins", tags=["signins"], dependencies=[CONTROL])
 
 
-@router.get("", response_model=Page[SignInPublic],
-            summary="Sign-ins, newest first. Roles: control_room, supervisor, manager, admin")
+@router.get(
+    "",
+    response_model=Page[SignInPublic],
+    summary="Sign-ins, newest first. Roles: control_room, supervisor, manager, admin",
+)
 def list_signins(
     session: SessionDep,
     site: str | None = None,
@@ -41,21 +44,33 @@ def list_signins(
         .limit(limit)
     )
     filters: list[tuple[object, Callable[[Any], ColumnElement[bool]]]] = [
-        (site, lambda v: Site.code == v), (guard, lambda v: Staff.code == v),
-        (checkpoint, lambda v: Location.code == v), (device, lambda v: Device.code == v),
-        (ok, lambda v: SignIn.ok.is_(v)), (since, lambda v: SignIn.tapped_at >= v),
-        (until, lambda v: SignIn.tapped_at < v), (before_id, lambda v: SignIn.id < v),
+        (site, lambda v: Site.code == v),
+        (guard, lambda v: Staff.code == v),
+        (checkpoint, lambda v: Location.code == v),
+        (device, lambda v: Device.code == v),
+        (ok, lambda v: SignIn.ok.is_(v)),
+        (since, lambda v: SignIn.tapped_at >= v),
+        (until, lambda v: SignIn.tapped_at < v),
+        (before_id, lambda v: SignIn.id < v),
     ]
     for value, clause in filters:
         if value is not None:
             stmt = stmt.where(clause(value))
     items = [
         SignInPublic(
-            id=s.id, site=site_code, device=dev_code, message_id=msg_id,
-            guard=g.code if g else None, guard_name=Name(zh=g.name_zh, en=g.name_en) if g else None,
+            id=s.id,
+            site=site_code,
+            device=dev_code,
+            message_id=msg_id,
+            guard=g.code if g else None,
+            guard_name=Name(zh=g.name_zh, en=g.name_en) if g else None,
             checkpoint=loc.code if loc else None,
             checkpoint_name=Name(zh=loc.name_zh, en=loc.name_en) if loc else None,
-            tag_uid=s.tag_uid, ok=s.ok, reason=s.reason, tapped_at=s.tapped_at, received_at=s.received_at,
+            tag_uid=s.tag_uid,
+            ok=s.ok,
+            reason=s.reason,
+            tapped_at=s.tapped_at,
+            received_at=s.received_at,
         )
         for s, site_code, dev_code, msg_id, g, loc in session.execute(stmt)
     ]

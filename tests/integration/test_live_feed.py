@@ -1,0 +1,60 @@
+"""WebSocket /api/v1/live pushes new sign-ins and device status changes, fed from the broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from starlette.websockets import WebSocketDisconnect
+
+from gateway.service import Gateway
+from server.auth import Role
+from server.config import Settings
+from server.sitefile.schema import SiteFile
+from tests.support.api import make_client, token_for
+from tests.support.mosquitto import MosquittoBroker
+from tests.support.mqtt import Peer
+
+pytestmark = pytest.mark.integration
+
+
+def _next_of(ws: Any, kind: str, limit: int = 200) -> dict[str, Any]:
+    for _ in range(limit):
+        event: dict[str, Any] = ws.receive_json()
+        if event.get("type") == kind:
+            return event
+    raise AssertionError(f"no {kind} event in {limit} events")
+
+
+def test_live_feed_pushes_signins_and_status(
+    mosquitto: MosquittoBroker, engine: Engine, gateway: Gateway, peer: Peer, demo_site: SiteFile
+) -> None:
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url)  # type: ignore[call-arg]
+    tag = next(loc.tag for loc in demo_site.locations if loc.code == "B1-F01-LOBBY")
+    with make_client(engine, settings, live_feed=True) as client:
+        token = token_for(engine, client, Role.CONTROL_ROOM)["Authorization"].split()[1]
+        with client.websocket_connect(f"/api/v1/live?token={token}&site=liyuan") as ws:
+            assert ws.receive_json()["type"] == "hello"
+            peer.publish(
+                "patrol/v1/liyuan/device/rdr-h02/status",
+                {"ts": datetime.now(UTC).isoformat(), "online": True, "battery_pct": 64},
+            )
+            status = _next_of(ws, "device_status")
+            assert (status["device"], status["online"], status["site"]) == ("rdr-h02", True, "liyuan")
+            peer.publish("patrol/v1/liyuan/reader/rdr-h01/tap", {"id": "live-1", "ts": 1764288311250, "uid": tag})
+            signin = _next_of(ws, "signin")
+            assert (signin["checkpoint"], signin["guard"], signin["ok"]) == ("B1-F01-LOBBY", "G001", True)
+            assert signin["checkpoint_name"] == {"zh": "1栋 1F 大堂", "en": "Building 1 1F lobby"}
+    peer.publish("patrol/v1/liyuan/out/device/rdr-h02/status", b"", retain=True)
+
+
+@pytest.mark.parametrize("role", [None, Role.ENGINEER])
+def test_live_feed_refuses_without_token_or_role(engine: Engine, role: Role | None) -> None:
+    client: TestClient = make_client(engine)
+    token = token_for(engine, client, role)["Authorization"].split()[1] if role else "bogus"
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(f"/api/v1/live?token={token}") as ws:
+        ws.receive_json()
+    assert exc.value.code == 1008
