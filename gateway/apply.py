@@ -123,7 +123,7 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
     inserted = {(r.device_id, r.msg_id): r.id for r in session.execute(stmt, rows)}
     stored = _stored_results(session, [k for k in decisions if k not in inserted])
     result.duplicates = len(msgs) - len(inserted)
-    signins = []
+    signins: list[tuple[dict[str, Any], Accepted]] = []
     for msg in msgs:
         key = (msg.device.id, str(msg.msg_id))
         if msg.channel != "tap":
@@ -131,17 +131,16 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
         new_id = inserted.pop(key, None)
         verdict = decisions[key] if key not in stored else stored[key]
         if new_id is not None:
-            signins.append(_signin_row(new_id, msg, verdict))
+            signins.append((_signin_row(new_id, msg, verdict), msg))
         ack = {k: v for k, v in verdict.items() if not k.startswith("_")}
         result.publications.append(Publication(ack_topic(msg.device.site_code, msg.device.code), json_bytes(ack)))
     if signins:
-        session.execute(insert(SignIn), signins)
+        session.execute(insert(SignIn), [row for row, _ in signins])
         result.signins = len(signins)
-        result.signins_refused = sum(1 for row in signins if not row["ok"])
-        for row in signins:
-            result.publications.append(
-                Publication(out_topic(_site_of(msgs, row), "signin"), json_bytes(_signin_event(row, directory)))
-            )
+        result.signins_refused = sum(1 for row, _ in signins if not row["ok"])
+        for row, msg in signins:
+            event = _signin_event(row, msg.device.code, directory)
+            result.publications.append(Publication(out_topic(msg.device.site_code, "signin"), json_bytes(event)))
 
 
 def _verdict(msg: Accepted, directory: Directory) -> dict[str, Any]:
@@ -180,17 +179,12 @@ def _signin_row(message_id: int, msg: Accepted, verdict: dict[str, Any]) -> dict
     }
 
 
-def _site_of(msgs: list[Accepted], row: dict[str, Any]) -> str:
-    return next(m.device.site_code for m in msgs if m.device.id == row["device_id"])
-
-
-def _signin_event(row: dict[str, Any], directory: Directory) -> dict[str, Any]:
+def _signin_event(row: dict[str, Any], device: str, directory: Directory) -> dict[str, Any]:
     place = directory.locations.get(row["location_id"]) if row["location_id"] else None
     guard = directory.staff.get(row["guard_id"]) if row["guard_id"] else None
-    device = next((d for d in directory.devices.values() if d.id == row["device_id"]), None)
     return {
         "type": "signin",
-        "device": device.code if device else None,
+        "device": device,
         "guard": guard.code if guard else None,
         "guard_name": guard.name_zh if guard else None,
         "checkpoint": place.code if place else None,

@@ -46,7 +46,7 @@ def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
 
     rt = Runtime.prepare(settings)
     if settings.gateway_metrics_port:
-        start_http_server(settings.gateway_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.gateway_metrics_port, addr=settings.gateway_metrics_host)
     rt.start_broker()
     gw = rt.start_gateway()
     try:

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     gateway_metrics_port: int | None = None
+    gateway_metrics_host: str = "127.0.0.1"
     batch_max_size: int = Field(default=500, ge=1, le=5000)
     batch_max_wait_ms: int = Field(default=25, ge=1, le=5000)
     token_ttl_hours: int = 12

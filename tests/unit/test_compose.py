@@ -1,0 +1,40 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check it stays consistent with the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from server.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_names(service: dict[str, object]) -> set[str]:
+    env = service.get("environment") or {}
+    assert isinstance(env, dict)
+    return {k for k in env if k != "<<"}
+
+
+def test_every_patrol_variable_in_compose_is_a_setting() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    fields = {f"PATROL_{name.upper()}" for name in Settings.model_fields}
+    used = set().union(*(_env_names(svc) for svc in compose["services"].values()))
+    patrol_vars = {v for v in used if v.startswith("PATROL_")}
+    assert patrol_vars and patrol_vars <= fields, patrol_vars - fields
+
+
+def test_compose_runs_the_cli_commands_that_exist() -> None:
+    from server.cli import build_parser
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for name, svc in compose["services"].items():
+        if "build" in svc:
+            assert svc["command"][0] in commands, name
+
+
+def test_broker_config_is_tuned_not_to_drop_messages() -> None:
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    assert "max_queued_messages 1000000" in conf and "persistence true" in conf
