@@ -123,8 +123,7 @@ class MqttLink:
                 self.fatal_error = (
                     f"broker refused the connection ({rc}): check PATROL_MQTT_URL credentials and the broker ACL"
                 )
-                client.disconnect()
-                client.loop_stop()
+                client.disconnect()  # a deliberate disconnect: paho stops reconnecting
             return
         metrics.BROKER_CONNECTED.set(1)
         log.info("connected to broker (session present: %s)", flags.session_present)

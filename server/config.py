@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str = ""
     mqtt_url: str = ""
+    embedded_broker_port: int = EMBEDDED_BROKER_PORT
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_tls_ca: Path | None = None
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> BrokerAddress:
         if self.embedded_broker:
-            return BrokerAddress(host=EMBEDDED_BROKER_HOST, port=EMBEDDED_BROKER_PORT)
+            return BrokerAddress(host=EMBEDDED_BROKER_HOST, port=self.embedded_broker_port)
         address = BrokerAddress.parse(self.mqtt_url)
         updates = {
             k: v for k, v in (("username", self.mqtt_username), ("password", self.mqtt_password)) if v is not None

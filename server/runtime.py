@@ -54,12 +54,19 @@ class Runtime:
             log_level=self.settings.log_level.lower(),
             ws="websockets-sansio",
         )
-        uvicorn.Server(config).run()
+        try:
+            uvicorn.Server(config).run()
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down
 
     def wait_for_signal(self) -> None:
+        """Until SIGINT/SIGTERM, or until the broker refuses our credentials for good."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop_event.set())
-        self.stop_event.wait()
+        while not self.stop_event.wait(0.5):
+            if self.gateway and self.gateway.link.fatal_error:
+                log.error("%s", self.gateway.link.fatal_error)
+                return
 
     def shutdown(self) -> None:
         self.stop_event.set()

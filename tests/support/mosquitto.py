@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 class MosquittoBroker:
-    def __init__(self) -> None:
+    def __init__(self, allow_anonymous: bool = True) -> None:
         if not Path(MOSQUITTO).exists():
             raise RuntimeError("mosquitto is not installed: run `apt-get install mosquitto` (.ci/run does)")
         self.dir = Path(tempfile.mkdtemp(prefix="patrol-mosquitto-"))
@@ -31,7 +31,7 @@ class MosquittoBroker:
             "\n".join(
                 [
                     f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
+                    f"allow_anonymous {'true' if allow_anonymous else 'false'}",
                     "persistence true",
                     f"persistence_location {self.dir}/",
                     "autosave_interval 1",
