@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -54,10 +55,8 @@ class Runtime:
             log_level=self.settings.log_level.lower(),
             ws="websockets-sansio",
         )
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it already handled
             uvicorn.Server(config).run()
-        except KeyboardInterrupt:
-            pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down
 
     def wait_for_signal(self) -> None:
         """Until SIGINT/SIGTERM, or until the broker refuses our credentials for good."""
