@@ -186,7 +186,7 @@ def _signin_event(row: dict[str, Any], device: str, directory: Directory) -> dic
         "type": "signin",
         "device": device,
         "guard": guard.code if guard else None,
-        "guard_name": guard.name_zh if guard else None,
+        "guard_name": {"zh": guard.name_zh, "en": guard.name_en} if guard else None,
         "checkpoint": place.code if place else None,
         "checkpoint_name": {"zh": place.name_zh, "en": place.name_en} if place else None,
         "tag_uid": row["tag_uid"],

@@ -166,6 +166,15 @@ class Gateway:
         for msg in accepted:
             metrics.MESSAGES.labels(kind=msg.channel).inc()
         for rej in result.rejected:
+            log.warning(
+                "quarantined: reason=%s site=%s device=%s id=%s topic=%s: %s",
+                rej.reason.value,
+                rej.topic.site if rej.topic else None,
+                rej.topic.device if rej.topic else None,
+                rej.msg_id,
+                rej.raw.topic,
+                rej.detail[:300],
+            )
             metrics.MESSAGES.labels(kind=rej.topic.channel if rej.topic and rej.topic.inbound else "invalid").inc()
             metrics.REJECTED.labels(reason=rej.reason.value).inc()
         if result.duplicates:

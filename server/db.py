@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,6 +63,9 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # several gateways and the API may start at once: one migrates, the others wait for it
+            conn.execute(text("SELECT pg_advisory_xact_lock(7270251)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database schema is at the newest revision (%s)", engine.url.render_as_string())
