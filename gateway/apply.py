@@ -12,16 +12,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from gateway.bulk_insert import insert_messages, insert_signins
 from gateway.decode import json_bytes
 from gateway.messages import Accepted, Rejected
 from server.contract import AckPayload, TapPayload, ack_topic, out_topic
 from server.domain.directory import Directory
 from server.domain.i18n import reason_message
 from server.domain.taps import decide_tap
-from server.models import Device, InboundMessage, QuarantinedMessage, SignIn
+from server.models import Device, InboundMessage, QuarantinedMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +42,6 @@ class BatchResult:
     duplicates: int = 0
     status_changes: int = 0
     rejected: list[Rejected] = field(default_factory=list)
-
-
-def _upsert_insert(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
-    """The dialect's own INSERT, which has ON CONFLICT DO NOTHING."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise RuntimeError(f"database dialect {dialect!r} is not supported: use PostgreSQL or SQLite")
 
 
 def apply_batch(
@@ -111,16 +101,11 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
                 "kind": msg.channel,
                 "device_ts": msg.device_ts,
                 "received_at": msg.raw.received_at,
-                "payload": msg.body,
+                "payload": msg.raw.payload.decode("utf-8"),
                 "result": verdict or None,
             }
         )
-    stmt = (
-        _upsert_insert(session, InboundMessage)
-        .on_conflict_do_nothing(index_elements=["device_id", "msg_id"])
-        .returning(InboundMessage.id, InboundMessage.device_id, InboundMessage.msg_id)
-    )
-    inserted = {(r.device_id, r.msg_id): r.id for r in session.execute(stmt, rows)}
+    inserted = insert_messages(session, rows)
     stored = _stored_results(session, [k for k in decisions if k not in inserted])
     result.duplicates = len(msgs) - len(inserted)
     signins: list[tuple[dict[str, Any], Accepted]] = []
@@ -135,7 +120,7 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
         ack = {k: v for k, v in verdict.items() if not k.startswith("_")}
         result.publications.append(Publication(ack_topic(msg.device.site_code, msg.device.code), json_bytes(ack)))
     if signins:
-        session.execute(insert(SignIn), [row for row, _ in signins])
+        insert_signins(session, [row for row, _ in signins])
         result.signins = len(signins)
         result.signins_refused = sum(1 for row, _ in signins if not row["ok"])
         for row, msg in signins:

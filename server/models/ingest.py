@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.models.base import Base, UTCDateTime
+from server.models.base import Base, BigId, UTCDateTime
 
 
 class InboundMessage(Base):
@@ -16,14 +16,14 @@ class InboundMessage(Base):
 
     __tablename__ = "inbound_messages"
     __table_args__ = (UniqueConstraint("device_id", "msg_id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     msg_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))
     device_ts: Mapped[datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[str] = mapped_column(Text)  # the JSON exactly as the device sent it
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
@@ -35,8 +35,8 @@ class SignIn(Base):
         Index("ix_signins_site_tapped", "site_id", "tapped_at"),
         Index("ix_signins_guard_tapped", "guard_id", "tapped_at"),
     )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), unique=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("inbound_messages.id"), unique=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     guard_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
@@ -52,7 +52,7 @@ class QuarantinedMessage(Base):
     """Input the gateway refused, kept byte for byte so an operator can see why."""
 
     __tablename__ = "quarantine"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     topic: Mapped[str] = mapped_column(Text)
     site_code: Mapped[str | None] = mapped_column(String(64))

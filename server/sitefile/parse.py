@@ -35,17 +35,18 @@ class SiteFileError(ValueError):
         super().__init__(f"{source} has {len(problems)} problem(s), nothing was loaded:\n{listing}")
 
 
-def _to_data(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
+def _to_data(node: yaml.Node, path: Path_, lines: dict[Path_, int], scalars: yaml.SafeLoader) -> Any:
+    """Plain data from the node tree, noting the line of every path for error messages."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
-            out[key] = _to_data(value_node, (*path, key), lines)
+            key = scalars.construct_object(key_node)
+            out[key] = _to_data(value_node, (*path, key), lines, scalars)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_data(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+        return [_to_data(item, (*path, i), lines, scalars) for i, item in enumerate(node.value)]
+    return scalars.construct_object(node)
 
 
 def _line_of(path: Path_, lines: dict[Path_, int]) -> int | None:
@@ -64,7 +65,7 @@ def parse_site_text(text: str, source: str = "<site file>") -> SiteFile:
     if root is None:
         raise SiteFileError(source, [Problem(None, "", "the file is empty: see docs/site-file.md")])
     lines: dict[Path_, int] = {}
-    data = _to_data(root, (), lines)
+    data = _to_data(root, (), lines, yaml.SafeLoader(""))
     try:
         site = SiteFile.model_validate(data)
     except ValidationError as exc:

@@ -106,7 +106,7 @@ def _signin(engine: Engine, msg_id: str, guard: str, checkpoint: str, at: dateti
             kind="tap",
             device_ts=at,
             received_at=at,
-            payload={},
+            payload="{}",
             result={},
         )
         s.add(msg)
