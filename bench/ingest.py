@@ -91,8 +91,9 @@ def connect(client: mqtt.Client, port: int, timeout_s: float = 10.0, **kwargs: A
 
 
 def new_client(name: str, client_id: str | None = None) -> mqtt.Client:
-    return mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                       client_id=client_id or f"bench-{name}-{uuid.uuid4().hex[:8]}")
+    return mqtt.Client(
+        CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id=client_id or f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    )
 
 
 def end_session(client: mqtt.Client) -> None:
@@ -204,8 +205,7 @@ def run_baseline(broker: MosquittoBroker, taps: int, tags: list[str], timeout_s:
     ceiling a Python QoS 1 consumer has on this machine with this broker."""
     ctx = mp.get_context("spawn")
     ready, results = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=baseline_subscriber, args=(broker.port, taps, timeout_s, ready, results),
-                       daemon=True)
+    proc = ctx.Process(target=baseline_subscriber, args=(broker.port, taps, timeout_s, ready, results), daemon=True)
     proc.start()
     try:
         if not ready.wait(30):
@@ -220,8 +220,11 @@ def run_baseline(broker: MosquittoBroker, taps: int, tags: list[str], timeout_s:
         if proc.is_alive():
             proc.kill()
     span = state["last"] - state["first"]
-    out = {"received": state["n"], "rate": (state["n"] - 1) / span if span > 0 else math.nan,
-           "publish_rate": pub.get("rate", math.nan)}
+    out = {
+        "received": state["n"],
+        "rate": (state["n"] - 1) / span if span > 0 else math.nan,
+        "publish_rate": pub.get("rate", math.nan),
+    }
     if "error" in pub:
         out["error"] = pub["error"]
     elif state["n"] < taps:
@@ -284,11 +287,17 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> psutil.Process:
-        env = {**os.environ, "PATROL_MQTT_URL": self.broker.url, "PATROL_DATABASE_URL": self.db_url,
-               "PATROL_MQTT_CLIENT_ID": self.client_id, "PATROL_LOG_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            "PATROL_MQTT_URL": self.broker.url,
+            "PATROL_DATABASE_URL": self.db_url,
+            "PATROL_MQTT_CLIENT_ID": self.client_id,
+            "PATROL_LOG_LEVEL": "INFO",
+        }
         with self.log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "gateway"], env=env, cwd=REPO,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "gateway"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout_s
         while "subscribed to" not in self.log_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -370,8 +379,7 @@ class CpuMeter:
     def __init__(self, gateway: psutil.Process, broker: MosquittoBroker) -> None:
         postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
         broker_procs = [psutil.Process(broker.proc.pid)] if broker.proc else []
-        self.groups = {"gateway": [gateway], "broker": broker_procs, "postgres": postgres,
-                       "bench": [psutil.Process()]}
+        self.groups = {"gateway": [gateway], "broker": broker_procs, "postgres": postgres, "bench": [psutil.Process()]}
         self.start = {name: cpu_seconds(procs) for name, procs in self.groups.items()}
         self.machine_start = psutil.cpu_times()
         self.started = time.monotonic()
@@ -451,8 +459,9 @@ def throughput_run(ctx: Context) -> bool:
     cpu = CpuMeter(ctx.gateway, ctx.broker)
     pub: dict[str, Any] = {}
     started = time.monotonic()
-    thread = threading.Thread(target=publish_all, daemon=True,
-                              args=(ctx.broker.port, "thr", tap_messages("thr", n, ctx.tags), pub))
+    thread = threading.Thread(
+        target=publish_all, daemon=True, args=(ctx.broker.port, "thr", tap_messages("thr", n, ctx.tags), pub)
+    )
     thread.start()
     reached = wait_for_commits(ctx, n, pub, started)
     res.cpu_pct = cpu.percent()
@@ -517,8 +526,9 @@ def prepare_database(url: str) -> tuple[Engine, str]:
     return engine, f"PostgreSQL {version}"
 
 
-def run_database(kind: str, broker: MosquittoBroker, workdir: Path, tags: list[str],
-                 args: argparse.Namespace) -> DbResult:
+def run_database(
+    kind: str, broker: MosquittoBroker, workdir: Path, tags: list[str], args: argparse.Namespace
+) -> DbResult:
     res = DbResult(kind)
     (workdir / kind).mkdir()
     with database(kind, workdir / kind) as url:
@@ -567,19 +577,25 @@ def machine_line() -> str:
         mosq_version = "unknown"
     mem = psutil.virtual_memory().total / 1024**3
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {os.cpu_count()} CPUs, {mem:.1f} GiB RAM, {platform.platform()}, load average {load}\n"
-            f"software: Python {platform.python_version()}, {mosq_version}, "
-            f"paho-mqtt {metadata.version('paho-mqtt')}, SQLAlchemy {metadata.version('sqlalchemy')}")
+    return (
+        f"machine: {os.cpu_count()} CPUs, {mem:.1f} GiB RAM, {platform.platform()}, load average {load}\n"
+        f"software: Python {platform.python_version()}, {mosq_version}, "
+        f"paho-mqtt {metadata.version('paho-mqtt')}, SQLAlchemy {metadata.version('sqlalchemy')}"
+    )
 
 
 def print_report(args: argparse.Namespace, baseline: dict[str, Any], results: list[DbResult]) -> None:
     base = baseline.get("rate", math.nan)
     print()
     print(machine_line())
-    print(f"throughput runs: {args.taps:,} taps at QoS 1, full speed; latency runs: {args.rate:,} taps/s "
-          f"offered for {args.paced_seconds} s")
-    print(f"baseline (bare paho MQTT 5 subscriber, manual ack, same broker): {fmt(base)} msg/s received "
-          f"({baseline.get('received', 0):,} msgs; publisher {fmt(baseline.get('publish_rate', math.nan))} msg/s)")
+    print(
+        f"throughput runs: {args.taps:,} taps at QoS 1, full speed; latency runs: {args.rate:,} taps/s "
+        f"offered for {args.paced_seconds} s"
+    )
+    print(
+        f"baseline (bare paho MQTT 5 subscriber, manual ack, same broker): {fmt(base)} msg/s received "
+        f"({baseline.get('received', 0):,} msgs; publisher {fmt(baseline.get('publish_rate', math.nan))} msg/s)"
+    )
     rows: list[tuple[str, Any]] = [
         ("database", lambda r: r.version),
         ("committed taps/s", lambda r: fmt(r.commit_rate)),
@@ -589,8 +605,10 @@ def print_report(args: argparse.Namespace, baseline: dict[str, Any], results: li
         ("  reader acks (refused)", lambda r: f"{r.acks:,} ({r.refused:,})"),
         ("  taps/s by last ack", lambda r: fmt(r.ack_rate)),
         ("gateway / baseline (%)", lambda r: fmt(100 * r.commit_rate / base, 1)),
-        *((f"  CPU {name} (% of a core)", lambda r, n=name: fmt(r.cpu_pct.get(n, math.nan)))
-          for name in ("gateway", "broker", "postgres", "bench", "machine")),
+        *(
+            (f"  CPU {name} (% of a core)", lambda r, n=name: fmt(r.cpu_pct.get(n, math.nan)))
+            for name in ("gateway", "broker", "postgres", "bench", "machine")
+        ),
         ("offered rate achieved (taps/s)", lambda r: fmt(r.offered_rate)),
         ("  acked / offered", lambda r: f"{r.lat_acked:,} / {r.offered:,}"),
         ("latency p50 (ms)", lambda r: fmt(r.p50_ms, 1)),
@@ -603,8 +621,10 @@ def print_report(args: argparse.Namespace, baseline: dict[str, Any], results: li
     print(f"{'':32}" + "".join(f"{r.name:>24}" for r in results))
     for label, get in rows:
         print(f"{label:32}" + "".join(f"{get(r):>24}" for r in results))
-    print("\nreference targets (not checked): PostgreSQL >= 3,000 taps/s committed, >= 30 % of baseline, "
-          "p99 < 250 ms at 1,000 taps/s offered, peak RSS < 300 MB")
+    print(
+        "\nreference targets (not checked): PostgreSQL >= 3,000 taps/s committed, >= 30 % of baseline, "
+        "p99 < 250 ms at 1,000 taps/s offered, peak RSS < 300 MB"
+    )
     if "error" in baseline:
         print(f"PROBLEM baseline: {baseline['error']}")
     for r in results:

@@ -36,6 +36,8 @@ _FATAL_CONNECT = {
 
 
 PUBLISH_WINDOW = 10_000
+# Unacked messages the broker may have in flight to us: enough for several full batches while one commits.
+RECEIVE_MAXIMUM = 10_000
 
 
 class MqttLink:
@@ -94,7 +96,7 @@ class MqttLink:
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._settings.mqtt_session_expiry_s if self._persistent else 0
-            props.ReceiveMaximum = 2000
+            props.ReceiveMaximum = RECEIVE_MAXIMUM
             kwargs = {"clean_start": not self._persistent, "properties": props}
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=30, **kwargs)
         self._client.loop_start()

@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     gateway_metrics_port: int | None = None
     gateway_metrics_host: str = "127.0.0.1"
-    batch_max_size: int = Field(default=500, ge=1, le=5000)
-    batch_max_wait_ms: int = Field(default=25, ge=1, le=5000)
+    batch_max_size: int = Field(default=2000, ge=1, le=5000)
+    batch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
     token_ttl_hours: int = 12
     log_level: str = "INFO"
 

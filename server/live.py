@@ -80,6 +80,12 @@ class LiveSource:
         except ValueError:
             log.warning("ignoring non-JSON event on %s", msg.topic)
             return
-        if isinstance(event, dict):
-            event.setdefault("site", msg.topic.split("/")[2])
-            self._hub.publish_threadsafe(event)
+        if not isinstance(event, dict):
+            return
+        site = msg.topic.split("/")[2]
+        # the gateway publishes sign-ins a batch at a time; browsers get them one by one
+        items = event.get("items") if event.get("type") == "signins" else [event]
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict):
+                item.setdefault("site", site)
+                self._hub.publish_threadsafe(item)

@@ -60,8 +60,10 @@ def test_tap_from_third_party_client_is_acked_and_stored_once(
     assert acks[0]["checkpoint"] == "1栋 1F 大堂" and acks[0]["message"] == {"zh": "签到成功", "en": "Signed in"}
     wait_until(lambda: _count(engine, select(func.count()).select_from(SignIn)) >= 1, what="sign-in")
     assert _count(engine, select(func.count()).select_from(SignIn)) == 1
-    [(_, event)] = peer.take(1, topic_suffix="/out/signin")
-    assert event["checkpoint"] == "B1-F01-LOBBY" and event["guard"] == "G001"
+    [(_, batch)] = peer.take(1, topic_suffix="/out/signins")
+    [event] = batch["items"]
+    assert (batch["type"], event["type"]) == ("signins", "signin")
+    assert event["checkpoint"] == "B1-F01-LOBBY" and event["guard"] == "G001" and event["device"] == READER
 
     client = make_client(engine)
     headers = token_for(engine, client, Role.CONTROL_ROOM)
