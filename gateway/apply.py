@@ -43,6 +43,14 @@ class BatchResult:
     status_changes: int = 0
     rejected: list[Rejected] = field(default_factory=list)
 
+    def merge(self, other: BatchResult) -> None:
+        self.publications += other.publications
+        self.signins += other.signins
+        self.signins_refused += other.signins_refused
+        self.duplicates += other.duplicates
+        self.status_changes += other.status_changes
+        self.rejected += other.rejected
+
 
 def apply_batch(
     session: Session, accepted: list[Accepted], rejected: list[Rejected], directory: Directory

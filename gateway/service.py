@@ -6,7 +6,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -29,14 +28,14 @@ DIRECTORY_MIN_RELOAD_S = 2.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings, engine: Engine, link_factory: Callable[..., MqttLink] = MqttLink):
+    def __init__(self, settings: Settings, engine: Engine):
         self._settings = settings
         self._sessions = session_factory(engine)
         self._inbox: queue.Queue[Received] = queue.Queue()
         filters = SUBSCRIPTIONS
         if settings.mqtt_shared_group:
             filters = tuple((f"$share/{settings.mqtt_shared_group}/{f}", q) for f, q in filters)
-        self.link = link_factory(settings, self._inbox.put, filters)
+        self.link = MqttLink(settings, self._inbox.put, filters)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
         self._directory = Directory()
@@ -102,10 +101,11 @@ class Gateway:
         self._count(batch, accepted, result)
 
     def _commit_with_retry(self, accepted: list[Accepted], rejected: list[Rejected]) -> BatchResult | None:
+        """Commit the batch, retrying with backoff while the database is away; None only when
+        stopping (the batch stays unacked and the broker redelivers it to the next gateway)."""
         delay = 0.2
-        attempts = 0
-        while not self._stop.is_set() or attempts == 0:
-            attempts += 1
+        failures = 0
+        while True:
             started = time.perf_counter()
             try:
                 with transaction(self._sessions) as session:
@@ -114,24 +114,24 @@ class Gateway:
                 return result
             except OperationalError as exc:
                 metrics.BATCH_FAILURES.inc()
-                log.warning(
-                    "database unavailable (%s); retrying %d messages in %.1fs",
-                    exc.orig,
-                    len(accepted) + len(rejected),
-                    delay,
-                )
+                log.warning("database unavailable (%s); retrying %d messages", exc.orig, len(accepted) + len(rejected))
             except Exception:
                 metrics.BATCH_FAILURES.inc()
-                log.exception("batch of %d messages failed", len(accepted) + len(rejected))
-                if len(accepted) + len(rejected) > 1 or attempts >= 3:
-                    return self._isolate(accepted, rejected)
+                failures += 1
+                log.exception("batch of %d messages failed (%d times)", len(accepted) + len(rejected), failures)
+                if failures >= 2:  # not the database being away: a message it cannot take
+                    isolated = self._isolate(accepted, rejected)
+                    if isolated is not None:
+                        return isolated
+            if self._stop.is_set():
+                return None
             self._stop.wait(delay)
             delay = min(delay * 2, 10.0)
-        return None
 
     def _isolate(self, accepted: list[Accepted], rejected: list[Rejected]) -> BatchResult | None:
-        """Apply messages one by one so one poisonous message cannot hold the rest back;
-        the one that still fails is quarantined as internal_error and answered."""
+        """Apply messages one by one so one poisonous message cannot hold the rest back; the one
+        that still fails is quarantined as internal_error (and answered, if a tap). None when the
+        database went away meanwhile: the caller retries the whole batch, idempotently."""
         total = BatchResult()
         items: list[Accepted | Rejected] = [*accepted, *rejected]
         for item in items:
@@ -139,25 +139,20 @@ class Gateway:
             single_r = [item] if isinstance(item, Rejected) else []
             try:
                 with transaction(self._sessions) as session:
-                    part = apply_batch(session, single_a, single_r, self._directory)
+                    total.merge(apply_batch(session, single_a, single_r, self._directory))
+                continue
             except OperationalError:
                 return None
             except Exception as exc:
                 log.exception("message failed alone: id=%s topic=%s", item.msg_id, item.raw.topic)
                 detail = f"{type(exc).__name__}: {exc}".replace("\x00", "")
                 poison = Rejected(item.raw, RejectReason.INTERNAL_ERROR, detail, item.topic, item.msg_id)
-                try:
-                    with transaction(self._sessions) as session:
-                        part = apply_batch(session, [], [poison], self._directory)
-                except Exception:
-                    log.exception("could not quarantine message %s; leaving it unacked", item.msg_id)
-                    return None
-            total.publications += part.publications
-            total.signins += part.signins
-            total.signins_refused += part.signins_refused
-            total.duplicates += part.duplicates
-            total.status_changes += part.status_changes
-            total.rejected += part.rejected
+            try:
+                with transaction(self._sessions) as session:
+                    total.merge(apply_batch(session, [], [poison], self._directory))
+            except Exception:
+                log.exception("could not quarantine message %s; the batch will be retried", item.msg_id)
+                return None
         return total
 
     @staticmethod

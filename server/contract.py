@@ -121,7 +121,7 @@ def parse_ts(value: Any) -> datetime:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_ts)]
-MessageId = Annotated[str, Field(min_length=1, max_length=128)]
+MessageId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]  # no control chars
 _HEX_UID = r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$"
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 
 from gateway.service import Gateway
 from server.auth import Role
@@ -196,3 +196,25 @@ def test_older_status_never_hides_a_newer_one(mosquitto: MosquittoBroker, engine
 
     wait_until(lambda: battery("rdr-h03") == (True, None), what="later status processed")
     assert battery("rdr-h02") == (True, 50)
+
+
+def test_a_message_the_database_refuses_is_isolated_and_the_rest_of_its_batch_lands(
+    engine: Engine, gateway: Gateway, peer: Peer, demo_site: SiteFile
+) -> None:
+    """The gateway's directory still knows rdr-h05, the database no longer does (a stale cache):
+    its tap breaks the batch's foreign key. That one is quarantined as internal_error and answered;
+    the good taps batched with it are committed."""
+    with session_factory(engine).begin() as s:
+        s.execute(delete(Device).where(Device.code == "rdr-h05"))
+    tag = _tag(demo_site)
+    for i in range(20):
+        reader = "rdr-h05" if i == 10 else READER
+        peer.publish(f"patrol/v1/{SITE}/reader/{reader}/tap", {"id": f"iso-{i}", "ts": 1764288311250, "uid": tag})
+    acks = {body["id"]: body for _, body in peer.take(20, topic_suffix="/ack")}
+    assert acks["iso-10"]["ok"] is False and acks["iso-10"]["reason"] == "internal_error"
+    assert all(acks[f"iso-{i}"]["ok"] for i in range(20) if i != 10)
+    assert _count(engine, select(func.count()).select_from(SignIn)) == 19
+    with session_factory(engine)() as s:
+        [poison] = s.scalars(select(QuarantinedMessage)).all()
+    assert (poison.reason, poison.device_code) == ("internal_error", "rdr-h05")
+    assert "IntegrityError" in poison.detail or "ForeignKey" in poison.detail

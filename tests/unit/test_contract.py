@@ -109,6 +109,7 @@ def test_tap_uid_of_4_7_10_bytes(uid: str) -> None:
     [
         {"ts": 1764288311250, "uid": "04A1B2C3D4E5F6"},
         {"id": "", "ts": 1764288311250, "uid": "04A1B2C3D4E5F6"},
+        {"id": "a\x00b", "ts": 1764288311250, "uid": "04A1B2C3D4E5F6"},
         {"id": "a", "uid": "04A1B2C3D4E5F6"},
         {"id": "a", "ts": 1764288311250, "uid": "04A1B2"},
         {"id": "a", "ts": 1764288311250, "uid": "ZZA1B2C3D4E5F6"},
