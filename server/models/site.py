@@ -21,24 +21,24 @@ class Site(Base):
     buildings: Mapped[list[Building]] = relationship(back_populates="site", order_by="Building.code")
 
 
-class Department(Base):
+class _SiteThing:
+    """A thing of one site, known by a code unique in the site and a bilingual name."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+
+
+class Department(_SiteThing, Base):
     __tablename__ = "departments"
     __table_args__ = (UniqueConstraint("site_id", "code"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
-    code: Mapped[str] = mapped_column(String(64))
-    name_zh: Mapped[str] = mapped_column(String(200))
-    name_en: Mapped[str] = mapped_column(String(200))
 
 
-class Building(Base):
+class Building(_SiteThing, Base):
     __tablename__ = "buildings"
     __table_args__ = (UniqueConstraint("site_id", "code"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
-    code: Mapped[str] = mapped_column(String(64))
-    name_zh: Mapped[str] = mapped_column(String(200))
-    name_en: Mapped[str] = mapped_column(String(200))
     floors_above: Mapped[int] = mapped_column(Integer)
     floors_below: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -57,32 +57,22 @@ class Floor(Base):
     building: Mapped[Building] = relationship(back_populates="floors")
 
 
-class Location(Base):
+class Location(_SiteThing, Base):
     """A place on the site; a location with an NFC tag is a patrol checkpoint."""
 
     __tablename__ = "locations"
     __table_args__ = (UniqueConstraint("site_id", "code"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
-    code: Mapped[str] = mapped_column(String(64))
-    name_zh: Mapped[str] = mapped_column(String(200))
-    name_en: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(32))
     building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
     floor_id: Mapped[int | None] = mapped_column(ForeignKey("floors.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class Staff(Base):
+class Staff(_SiteThing, Base):
     """Anyone who works on the site: guards, front desk, technicians, managers."""
 
     __tablename__ = "staff"
     __table_args__ = (UniqueConstraint("site_id", "code"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
-    code: Mapped[str] = mapped_column(String(64))
-    name_zh: Mapped[str] = mapped_column(String(200))
-    name_en: Mapped[str] = mapped_column(String(200))
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
     position: Mapped[str] = mapped_column(String(32))
     phone: Mapped[str | None] = mapped_column(String(32))
@@ -102,7 +92,7 @@ class Tag(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class Device(Base):
+class Device(_SiteThing, Base):
     __tablename__ = "devices"
     __table_args__ = (UniqueConstraint("site_id", "code"),)
     id: Mapped[int] = mapped_column(primary_key=True)

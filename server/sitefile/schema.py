@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$")]
+Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$"), AfterValidator(str.upper)]
 LocationType = Literal[
     "lobby",
     "floor",
@@ -81,11 +81,6 @@ class LocationSpec(_Strict):
     floor: int | None = None
     tag: Uid | None = None
 
-    @field_validator("tag")
-    @classmethod
-    def _upper(cls, v: str | None) -> str | None:
-        return v.upper() if v else v
-
     @model_validator(mode="after")
     def _floor_needs_building(self) -> LocationSpec:
         if self.floor is not None and self.building is None:
@@ -102,11 +97,6 @@ class StaffSpec(_Strict):
     position: Position
     badge: Uid | None = None
     phone: Annotated[str, Field(max_length=32)] | None = None
-
-    @field_validator("badge")
-    @classmethod
-    def _upper(cls, v: str | None) -> str | None:
-        return v.upper() if v else v
 
 
 class DeviceSpec(_Strict):
