@@ -1,0 +1,1 @@
+"""Ingest benchmark; run `bench/ingest.py` from the repository root (see bench/README.md)."""

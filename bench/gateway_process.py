@@ -1,0 +1,133 @@
+"""The gateway as a subprocess (`python -m server.cli gateway`), and where its memory and the machine's CPU go."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import psutil
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.mqtt_load import connect, end_session, new_client
+from bench.progress import log
+from tests.support.mosquitto import MosquittoBroker
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class GatewayProcess:
+    """`python -m server.cli gateway` as production runs it, logging to a file."""
+
+    def __init__(self, broker: MosquittoBroker, db_url: str, log_path: Path) -> None:
+        self.broker, self.db_url, self.log_path = broker, db_url, log_path
+        self.client_id = f"bench-gw-{uuid.uuid4().hex[:8]}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> psutil.Process:
+        env = {
+            **os.environ,
+            "PATROL_MQTT_URL": self.broker.url,
+            "PATROL_DATABASE_URL": self.db_url,
+            "PATROL_MQTT_CLIENT_ID": self.client_id,
+            "PATROL_LOG_LEVEL": "INFO",
+        }
+        with self.log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "gateway"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while "subscribed to" not in self.log_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway not ready (exit code {self.proc.poll()}): {self.log_text()[-1500:]}")
+            time.sleep(0.1)
+        return psutil.Process(self.proc.pid)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def issues(self) -> Counter[str]:
+        """Warning and error lines, counted by text without the timestamp (one may repeat 10^5 times)."""
+        marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback")
+        lines = [line for line in self.log_text().splitlines() if any(m in line for m in marks)]
+        return Counter(line.split(" ", 2)[-1] if line[:4].isdigit() else line for line in lines)
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM and wait (it finishes the batch in hand), then end its broker session, which
+        would otherwise outlive it for a week and queue the next database's taps."""
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        try:
+            client = new_client("gw-cleanup", client_id=self.client_id)
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            connect(client, self.broker.port, clean_start=True, properties=props)
+            end_session(client)
+        except (OSError, RuntimeError) as exc:
+            log(f"could not end the gateway's broker session {self.client_id}: {exc}")
+        return rc
+
+
+class PeakRss(threading.Thread):
+    """Samples a process's RSS every 0.1 s: peaks between two samples can be missed."""
+
+    def __init__(self, proc: psutil.Process, max_s: float = 3600.0) -> None:
+        super().__init__(name="rss-sampler", daemon=True)
+        self.proc, self.max_samples = proc, int(max_s / 0.1)
+        self.first = self.peak = proc.memory_info().rss
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        for _ in range(self.max_samples):
+            if self.halt.wait(0.1):
+                return
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass  # a PostgreSQL backend that ended: its time is lost, the figure is a lower bound
+    return total
+
+
+class CpuMeter:
+    """Where the machine's CPU went during a run, in % of one core: on a small machine the bench,
+    the broker and the database compete with the gateway, and the figures mean little without it."""
+
+    def __init__(self, gateway: psutil.Process, broker: MosquittoBroker) -> None:
+        postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+        broker_procs = [psutil.Process(broker.proc.pid)] if broker.proc else []
+        self.groups = {"gateway": [gateway], "broker": broker_procs, "postgres": postgres, "bench": [psutil.Process()]}
+        self.start = {name: cpu_seconds(procs) for name, procs in self.groups.items()}
+        self.machine_start = psutil.cpu_times()
+        self.started = time.monotonic()
+
+    def percent(self) -> dict[str, float]:
+        wall = time.monotonic() - self.started
+        out = {name: 100 * (cpu_seconds(procs) - self.start[name]) / wall for name, procs in self.groups.items()}
+        end, begin = psutil.cpu_times(), self.machine_start
+        busy = sum(end) - end.idle - end.iowait - (sum(begin) - begin.idle - begin.iowait)
+        out["machine"] = 100 * busy / wall
+        return out
