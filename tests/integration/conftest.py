@@ -12,13 +12,12 @@ from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer, wait_until
 
 
-def gateway_settings(broker: MosquittoBroker, db_url: str, **overrides: object) -> Settings:
+def gateway_settings(broker: MosquittoBroker, db_url: str) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
         mqtt_url=broker.url,
         database_url=db_url,
         mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}",
-        **overrides,
     )
 
 

@@ -134,7 +134,7 @@ def test_signin_filters_and_paging(engine: Engine, client: TestClient) -> None:
     _signin(engine, "c", "G001", "B1-F01-TEL", t0 + timedelta(minutes=10), ok=False)
     h = token_for(engine, client, Role.SUPERVISOR)
 
-    def ids(**params: object) -> list[str]:
+    def ids(**params: str | int | bool) -> list[str]:
         return [i["message_id"] for i in client.get("/api/v1/signins", params=params, headers=h).json()["items"]]
 
     assert ids() == ["c", "b", "a"]

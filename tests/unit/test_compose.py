@@ -29,7 +29,8 @@ def test_compose_runs_the_cli_commands_that_exist() -> None:
     from server.cli import build_parser
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command")
+    commands = set(subcommands.choices or ())
     for name, svc in compose["services"].items():
         if "build" in svc:
             assert svc["command"][0] in commands, name
