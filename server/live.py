@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
 from server.config import Settings
@@ -75,6 +77,8 @@ class LiveSource:
         self._link.stop()
 
     def _on_message(self, msg: Received) -> None:
+        if not mqtt.topic_matches_sub(OUT_FILTER, msg.topic):
+            return  # the embedded broker (amqtt) also replays unrelated retained messages
         try:
             event = json.loads(msg.payload)
         except ValueError:
