@@ -40,6 +40,7 @@ class Gateway:
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
         self._directory = Directory()
         self._directory_at = 0.0
+        self.handled = 0  # device messages (not our own echoes) committed and acked since start
 
     def start(self) -> None:
         self._reload_directory()
@@ -98,6 +99,7 @@ class Gateway:
             self.link.ack(msg.mid, msg.qos)
         for pub in result.publications:
             self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
+        self.handled += len(accepted) + len(result.rejected)
         self._count(batch, accepted, result)
 
     def _commit_with_retry(self, accepted: list[Accepted], rejected: list[Rejected]) -> BatchResult | None:
