@@ -116,27 +116,33 @@ def _log_messages(session: Session, msgs: list[Accepted], directory: Directory, 
     inserted = insert_messages(session, rows)
     stored = _stored_results(session, [k for k in decisions if k not in inserted])
     result.duplicates = len(msgs) - len(inserted)
-    signins: list[tuple[dict[str, Any], Accepted]] = []
+    new_signins: list[tuple[dict[str, Any], Accepted]] = []
     for msg in msgs:
-        key = (msg.device.id, str(msg.msg_id))
         if msg.channel != "tap":
             continue
-        new_id = inserted.pop(key, None)
-        verdict = decisions[key] if key not in stored else stored[key]
+        key = (msg.device.id, str(msg.msg_id))
+        verdict = stored.get(key, decisions[key])  # a redelivery gets the answer stored the first time
+        new_id = inserted.pop(key, None)  # popped: a second copy in this batch adds no sign-in
         if new_id is not None:
-            signins.append((_signin_row(new_id, msg, verdict), msg))
+            new_signins.append((_signin_row(new_id, msg, verdict), msg))
         ack = {k: v for k, v in verdict.items() if not k.startswith("_")}
         result.publications.append(Publication(ack_topic(msg.device.site_code, msg.device.code), json_bytes(ack)))
-    if signins:
-        insert_signins(session, [row for row, _ in signins])
-        result.signins = len(signins)
-        result.signins_refused = sum(1 for row, _ in signins if not row["ok"])
-        by_site: dict[str, list[dict[str, Any]]] = {}
-        for row, msg in signins:
-            by_site.setdefault(msg.device.site_code, []).append(_signin_event(row, msg.device.code, directory))
-        for site, events in by_site.items():  # one QoS 1 message per batch: half the MQTT work per tap
-            body = {"type": "signins", "items": events}
-            result.publications.append(Publication(out_topic(site, "signins"), json_bytes(body)))
+    if new_signins:
+        _record_signins(session, new_signins, directory, result)
+
+
+def _record_signins(
+    session: Session, signins: list[tuple[dict[str, Any], Accepted]], directory: Directory, result: BatchResult
+) -> None:
+    insert_signins(session, [row for row, _ in signins])
+    result.signins = len(signins)
+    result.signins_refused = sum(1 for row, _ in signins if not row["ok"])
+    by_site: dict[str, list[dict[str, Any]]] = {}
+    for row, msg in signins:
+        by_site.setdefault(msg.device.site_code, []).append(_signin_event(row, msg.device.code, directory))
+    for site, events in by_site.items():  # one QoS 1 message per batch: half the MQTT work per tap
+        body = {"type": "signins", "items": events}
+        result.publications.append(Publication(out_topic(site, "signins"), json_bytes(body)))
 
 
 def _verdict(msg: Accepted, directory: Directory) -> dict[str, Any]:
