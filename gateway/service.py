@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -21,10 +22,12 @@ from server.contract import SUBSCRIPTIONS, RejectReason
 from server.db import session_factory, transaction
 from server.domain.directory import Directory
 from server.store.directory import load_directory
+from server.store.retention import prune_telemetry
 
 log = logging.getLogger(__name__)
 DIRECTORY_MAX_AGE_S = 30.0
 DIRECTORY_MIN_RELOAD_S = 2.0
+PRUNE_EVERY_S = 600.0
 
 
 class Gateway:
@@ -40,6 +43,7 @@ class Gateway:
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
         self._directory = Directory()
         self._directory_at = 0.0
+        self._pruned_at = 0.0
         self.handled = 0  # device messages (not our own echoes) committed and acked since start
 
     def start(self) -> None:
@@ -72,6 +76,22 @@ class Gateway:
                 self._handle(batch)
             elif time.monotonic() - self._directory_at > DIRECTORY_MAX_AGE_S:
                 self._safe_reload()
+            elif time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
+                self._prune()
+
+    def _prune(self) -> None:
+        """Age out raw telemetry, in bounded steps, only when no message is waiting."""
+        self._pruned_at = time.monotonic()
+        cutoff = datetime.now(UTC) - timedelta(days=self._settings.telemetry_retention_days)
+        try:
+            with transaction(self._sessions) as session:
+                removed = prune_telemetry(session, cutoff)
+        except Exception:
+            log.exception("could not prune telemetry older than %s", cutoff)
+            return
+        if removed:
+            log.info("pruned %d telemetry messages received before %s", removed, cutoff)
+            self._pruned_at = 0.0  # more may be left: go on at the next idle moment
 
     def _safe_reload(self) -> None:
         try:

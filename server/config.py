@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=2000, ge=1, le=5000)
     batch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
     token_ttl_hours: int = 12
+    telemetry_retention_days: int = Field(default=30, ge=1, description="raw readings kept in SQL this long")
     log_level: str = "INFO"
 
     @model_validator(mode="after")
