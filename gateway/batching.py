@@ -8,17 +8,13 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Stop collecting once no message has come for this long: a lone tap at a quiet hour is
-#: committed (and the guard's reader beeps) at once instead of after the whole max wait.
-MAX_GAP_S = 0.005
-
-
 def collect(
-    source: queue.Queue[T], max_size: int, max_wait_s: float, idle_poll_s: float = 0.2, max_gap_s: float = MAX_GAP_S
+    source: queue.Queue[T], max_size: int, max_wait_s: float, idle_poll_s: float = 0.2, max_gap_s: float = 0.005
 ) -> list[T]:
     """Wait up to `idle_poll_s` for a first item, then take more until the batch is full,
-    `max_wait_s` has passed since the first, or the stream pauses for `max_gap_s`; an idle
-    gateway gets [] back so it can check whether to stop."""
+    `max_wait_s` has passed since the first, or the stream pauses for `max_gap_s` (so a lone tap
+    at a quiet hour is answered at once, not after the whole wait); an idle gateway gets [] back
+    so it can check whether to stop."""
     try:
         batch = [source.get(timeout=idle_poll_s)]
     except queue.Empty:

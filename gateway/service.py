@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DIRECTORY_MAX_AGE_S = 30.0
 DIRECTORY_MIN_RELOAD_S = 2.0
 PRUNE_EVERY_S = 600.0
+BUSY_BATCH = 100
 
 
 class Gateway:
@@ -69,8 +70,14 @@ class Gateway:
 
     def _run(self) -> None:
         s = self._settings
+        last_size = 0
         while not self._stop.is_set():
-            batch = collect(self._inbox, s.batch_max_size, s.batch_max_wait_ms / 1000)
+            wait = s.batch_max_wait_ms / 1000
+            # Quiet: close a batch at the first pause, so a lone tap is answered at once. Busy (the
+            # last batch was big): fill batches for the whole wait, fewer commits per message.
+            gap = wait if last_size >= BUSY_BATCH else s.batch_max_gap_ms / 1000
+            batch = collect(self._inbox, s.batch_max_size, wait, max_gap_s=gap)
+            last_size = len(batch)
             metrics.QUEUE_DEPTH.set(self._inbox.qsize())
             if batch:
                 self._handle(batch)

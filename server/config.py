@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     gateway_metrics_host: str = "127.0.0.1"
     batch_max_size: int = Field(default=2000, ge=1, le=5000)
     batch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
+    batch_max_gap_ms: int = Field(default=5, ge=1, le=5000, description="close a batch when input pauses this long")
     token_ttl_hours: int = 12
     telemetry_retention_days: int = Field(default=30, ge=1, description="raw readings kept in SQL this long")
     log_level: str = "INFO"
