@@ -8,6 +8,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+
 def collect(
     source: queue.Queue[T], max_size: int, max_wait_s: float, idle_poll_s: float = 0.2, max_gap_s: float = 0.005
 ) -> list[T]:

@@ -59,7 +59,7 @@ def insert_messages(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[
             .returning(InboundMessage.id, InboundMessage.device_id, InboundMessage.msg_id)
         )
         result = conn.execute(stmt, rows)
-    return {(device_id, msg_id): id_ for id_, device_id, msg_id in result.tuples()}
+    return {(device_id, msg_id): id_ for id_, device_id, msg_id in result}
 
 
 def insert_signins(session: Session, rows: list[dict[str, Any]]) -> None:

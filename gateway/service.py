@@ -42,13 +42,16 @@ class Gateway:
         self.link = MqttLink(settings, self._inbox.put, filters)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
+        self._answers: queue.Queue[tuple[list[Received], BatchResult] | None] = queue.Queue(maxsize=8)
+        self._answerer = threading.Thread(target=self._answer, name="gateway-answers", daemon=True)
         self._directory = Directory()
         self._directory_at = 0.0
         self._pruned_at = 0.0
-        self.handled = 0  # device messages (not our own echoes) committed and acked since start
+        self.handled = 0  # device messages (not our own echoes) committed since start
 
     def start(self) -> None:
         self._reload_directory()
+        self._answerer.start()
         self._worker.start()
         self.link.start()
 
@@ -56,6 +59,8 @@ class Gateway:
         """Stop taking messages, finish the batch in hand, then leave the broker."""
         self._stop.set()
         self._worker.join(timeout)
+        self._answers.put(None)
+        self._answerer.join(timeout)
         self.link.stop()
 
     @property
@@ -122,12 +127,25 @@ class Gateway:
         result = self._commit_with_retry(accepted, rejected)
         if result is None:
             return  # stopping with the batch uncommitted: unacked, the broker will redeliver it
-        for msg in batch:
-            self.link.ack(msg.mid, msg.qos)
-        for pub in result.publications:
-            self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
+        self._answers.put((batch, result))  # committed: the answer thread acks and publishes, in order
         self.handled += len(accepted) + len(result.rejected)
         self._count(batch, accepted, result)
+
+    def _answer(self) -> None:
+        """Acks and publications of committed batches, in commit order, on their own thread so
+        the next batch's database round trips overlap with this MQTT work."""
+        while True:
+            item = self._answers.get()
+            if item is None:
+                return
+            batch, result = item
+            try:
+                for msg in batch:
+                    self.link.ack(msg.mid, msg.qos)
+                for pub in result.publications:
+                    self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
+            except Exception:  # the effects are committed; never let one bad answer stop the acks
+                log.exception("could not answer a committed batch of %d messages", len(batch))
 
     def _commit_with_retry(self, accepted: list[Accepted], rejected: list[Rejected]) -> BatchResult | None:
         """Commit the batch, retrying with backoff while the database is away; None only when

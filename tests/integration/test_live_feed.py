@@ -18,7 +18,7 @@ from tests.support.api import make_client, token_for
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]  # a WebSocket receive has no timeout of its own
 
 
 def _next_of(ws: Any, kind: str, limit: int = 200) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class Peer:
     def __init__(self, url: str, subscribe: tuple[str, ...] = ()) -> None:
         b = BrokerAddress.parse(url)
         self.messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._stash: list[tuple[str, dict[str, Any]]] = []
         self._ready = threading.Event()
         self._subs = subscribe
         self.client = mqtt.Client(
@@ -59,7 +60,12 @@ class Peer:
         self.client.publish(topic, data, qos=qos, retain=retain).wait_for_publish(10)
 
     def take(self, count: int, timeout: float = 15.0, topic_suffix: str = "") -> list[tuple[str, dict[str, Any]]]:
+        """The next `count` messages on topics ending with `topic_suffix`; others are kept for later calls."""
         got: list[tuple[str, dict[str, Any]]] = []
+        kept: list[tuple[str, dict[str, Any]]] = []
+        for item in self._stash:
+            (got if item[0].endswith(topic_suffix) and len(got) < count else kept).append(item)
+        self._stash = kept
         deadline = time.monotonic() + timeout
         while len(got) < count:
             remaining = deadline - time.monotonic()
@@ -69,8 +75,7 @@ class Peer:
                 topic, body = self.messages.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if topic.endswith(topic_suffix):
-                got.append((topic, body))
+            (got if topic.endswith(topic_suffix) else self._stash).append((topic, body))
         return got
 
     def close(self) -> None:
