@@ -40,8 +40,6 @@ class Reason(StrEnum):
     NO_ACTIVE_ROUND = "no_active_round"
     BAD_SIGNATURE = "bad_signature"
     REPLAYED = "replayed"
-    BAD_PAYLOAD = "bad_payload"
-    UNKNOWN_DEVICE = "unknown_device"
 
 
 class RejectReason(StrEnum):

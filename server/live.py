@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from prometheus_client import Counter
 
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
@@ -23,6 +24,7 @@ from server.contract import PREFIX
 
 log = logging.getLogger(__name__)
 OUT_FILTER = f"{PREFIX}/+/out/#"
+LIVE_DROPPED = Counter("patrol_live_events_dropped_total", "Live-feed events a slow WebSocket client never got")
 CLIENT_QUEUE = 1000
 
 
@@ -30,7 +32,6 @@ class LiveHub:
     def __init__(self) -> None:
         self._clients: set[asyncio.Queue[dict[str, Any]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.dropped = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -43,7 +44,7 @@ class LiveHub:
         for q in self._clients:
             if q.full():  # a slow browser loses its oldest events, never the gateway's time
                 q.get_nowait()
-                self.dropped += 1
+                LIVE_DROPPED.inc()
             q.put_nowait(event)
 
     @asynccontextmanager

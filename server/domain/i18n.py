@@ -12,7 +12,6 @@ REASON_TEXT: dict[str, tuple[str, str]] = {
     "no_active_round": ("当前没有巡查任务", "No active round"),
     "bad_signature": ("标签验证失败", "Tag failed verification"),
     "replayed": ("标签数据被重放", "Tag data replayed"),
-    "bad_payload": ("读卡数据格式错误", "Unreadable tap data"),
     "unknown_device": ("读卡器未登记", "Reader not registered"),
     "bad_json": ("读卡数据格式错误", "Unreadable tap data"),
     "bad_schema": ("读卡数据格式错误", "Unreadable tap data"),
