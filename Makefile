@@ -22,6 +22,7 @@ test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway server devices tests bench
+	$(BIN)/ruff format --check gateway server devices tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
