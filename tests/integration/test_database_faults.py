@@ -30,7 +30,8 @@ def _kill_backends(database: str) -> int:
             return len(
                 conn.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = :db AND pid <> pg_backend_pid()"
                     ),
                     {"db": database},
                 ).all()
@@ -63,7 +64,11 @@ def test_killed_database_connections_lose_and_double_nothing(
     publisher.start()
     killed = 0
     for threshold in (200, 700, 1200):
-        wait_until(lambda t=threshold: committed() >= t, timeout=60, what=f"{threshold} sign-ins")
+
+        def reached(t: int = threshold) -> bool:
+            return committed() >= t
+
+        wait_until(reached, timeout=60, what=f"{threshold} sign-ins")
         killed += _kill_backends(make_url(db_url).database or "")
     publisher.join(30)
     assert done.is_set() and killed > 0
