@@ -6,6 +6,7 @@ Never raises for bad input: every failure becomes a `Rejected` the caller quaran
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,7 @@ from server.contract import (
 )
 from server.domain.directory import READER_KINDS, SENSOR_KINDS, Directory
 
+_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _SCHEMAS: dict[str, type[BaseModel]] = {
     "tap": TapPayload,
     "telemetry": TelemetryPayload,
@@ -42,11 +44,11 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
         return Rejected(raw, RejectReason.TOO_LARGE, f"{len(raw.payload)} bytes > {MAX_PAYLOAD_BYTES}", topic)
     try:
         body = json.loads(raw.payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Rejected(raw, RejectReason.BAD_JSON, f"not UTF-8 JSON: {exc}", topic)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        return Rejected(raw, RejectReason.BAD_JSON, f"not UTF-8 JSON: {type(exc).__name__}: {exc}"[:500], topic)
     if not isinstance(body, dict):
         return Rejected(raw, RejectReason.BAD_JSON, "payload must be a JSON object", topic)
-    msg_id = body.get("id") if isinstance(body.get("id"), str) else None
+    msg_id = _usable_id(body.get("id"))
     try:
         model = _SCHEMAS[topic.channel].model_validate(body)
         if isinstance(model, TelemetryPayload):
@@ -82,6 +84,18 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
     )
 
 
+def _usable_id(value: Any) -> str | None:
+    """The id to echo in a refusal, only if it could be a valid id: never one that cannot be
+    encoded or stored (lone surrogates, control characters), which would poison the batch."""
+    if isinstance(value, str) and _ID.match(value):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return value
+    return None
+
+
 def _kind_fits(role: str, kind: str) -> bool:
     if role == "reader":
         return kind in READER_KINDS
@@ -99,4 +113,5 @@ def _summarise(exc: ValidationError) -> str:
 
 
 def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", errors="replace")

@@ -20,7 +20,7 @@ class Received:
     mid: int
     retain: bool
     received_at: datetime
-    dup: bool = False
+    generation: int = 0  # which broker connection delivered it: acks are only valid on that one
 
 
 @dataclass(frozen=True, slots=True)

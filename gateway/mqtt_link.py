@@ -36,6 +36,16 @@ _FATAL_CONNECT = {
 
 
 PUBLISH_WINDOW = 10_000
+
+
+def _settled(info: mqtt.MQTTMessageInfo) -> bool:
+    """Published, or never will be (paho raises for a message it dropped)."""
+    try:
+        return bool(info.is_published())
+    except (RuntimeError, ValueError):
+        return True
+
+
 # Unacked messages the broker may have in flight to us: enough for several full batches while one commits.
 RECEIVE_MAXIMUM = 10_000
 
@@ -74,6 +84,7 @@ class MqttLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._generation = 0  # counts connections; paho runs callbacks on one thread, in order
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()  # QoS 1 publishes awaiting PUBACK, oldest first
         self._configure_auth()
 
@@ -112,30 +123,39 @@ class MqttLink:
         self._client.loop_stop()
         metrics.BROKER_CONNECTED.set(0)
 
-    def ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
-            self._client.ack(mid, qos)
+    def ack(self, msg: Received) -> None:
+        """Ack on the connection that delivered the message. A message from an earlier connection
+        is not acked: its packet id may now name another message, and the broker redelivers it."""
+        if msg.qos > 0 and msg.generation == self._generation:
+            self._client.ack(msg.mid, msg.qos)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Waits while PUBLISH_WINDOW QoS 1 messages await the broker's PUBACK: back-pressure on
         the caller instead of paho running out of packet ids (65,535) and refusing to publish.
         Only paho's per-message condition is waited on, never a lock its network thread holds."""
         pending = self._pending
-        while pending and pending[0].is_published():
+        while pending and _settled(pending[0]):
             pending.popleft()
         if len(pending) >= PUBLISH_WINDOW:
             try:
                 pending[0].wait_for_publish(timeout=30)
-            except RuntimeError as exc:  # paho raises when the message can no longer be sent
+            except (RuntimeError, ValueError) as exc:  # paho raises when it can no longer be sent
                 log.warning("oldest outstanding publish will not complete: %s", exc)
             pending.popleft()
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            if qos > 0:
+                pending.append(info)
+        elif info.rc != mqtt.MQTT_ERR_NO_CONN:  # not connected: paho queues it for the reconnect
             log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
-        elif qos > 0:
-            pending.append(info)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        try:
+            self._connected(client, flags, rc)
+        except Exception:  # an exception here would end paho's network thread
+            log.exception("could not complete the connection to the broker")
+
+    def _connected(self, client: mqtt.Client, flags: Any, rc: Any) -> None:
         if rc.is_failure:
             log.error("broker %s:%s refused the connection: %s", self._broker.host, self._broker.port, rc)
             if str(rc) in _FATAL_CONNECT:
@@ -144,6 +164,7 @@ class MqttLink:
                 )
                 client.disconnect()  # a deliberate disconnect: paho stops reconnecting
             return
+        self._generation += 1
         metrics.BROKER_CONNECTED.set(1)
         log.info("connected to broker (session present: %s)", flags.session_present)
         client.subscribe(self._subscriptions())
@@ -183,7 +204,7 @@ class MqttLink:
                     mid=msg.mid,
                     retain=bool(msg.retain),
                     received_at=datetime.now(UTC),
-                    dup=bool(msg.dup),
+                    generation=self._generation,
                 )
             )
         except Exception:  # never let a handler error kill paho's network thread

@@ -84,15 +84,23 @@ class Gateway:
             batch = collect(self._inbox, s.batch_max_size, wait, max_gap_s=gap)
             last_size = len(batch)
             metrics.QUEUE_DEPTH.set(self._inbox.qsize())
-            if batch:
-                self._handle(batch)
-            elif time.monotonic() - self._directory_at > DIRECTORY_MAX_AGE_S:
-                self._safe_reload()
-            elif time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
-                self._prune()
+            try:
+                if batch:
+                    self._handle(batch)
+                self._housekeeping()
+            except Exception:  # a bug must not end the worker: its batch stays unacked, redelivered
+                log.exception("gateway worker failed on a batch of %d messages; going on", len(batch))
+
+    def _housekeeping(self) -> None:
+        """Timed chores, due whether or not messages are flowing."""
+        now = time.monotonic()
+        if now - self._directory_at > DIRECTORY_MAX_AGE_S:
+            self._safe_reload()
+        elif now - self._pruned_at > PRUNE_EVERY_S:
+            self._prune()
 
     def _prune(self) -> None:
-        """Age out raw telemetry, in bounded steps, only when no message is waiting."""
+        """Age out raw telemetry in bounded steps (10,000 rows, one short transaction each)."""
         self._pruned_at = time.monotonic()
         cutoff = datetime.now(UTC) - timedelta(days=self._settings.telemetry_retention_days)
         try:
@@ -103,7 +111,7 @@ class Gateway:
             return
         if removed:
             log.info("pruned %d telemetry messages received before %s", removed, cutoff)
-            self._pruned_at = 0.0  # more may be left: go on at the next idle moment
+            self._pruned_at -= PRUNE_EVERY_S - 1.0  # more may be left: go on in a second
 
     def _safe_reload(self) -> None:
         try:
@@ -112,12 +120,19 @@ class Gateway:
             log.exception("could not reload the directory; keeping the previous one")
             self._directory_at = time.monotonic()
 
+    def _decode_one(self, raw: Received) -> Accepted | Rejected | None:
+        try:
+            return decode(raw, self._directory)
+        except Exception as exc:  # decode rejects bad input itself; this is for its own bugs
+            log.exception("could not decode message on %s", raw.topic)
+            return Rejected(raw, RejectReason.INTERNAL_ERROR, f"decoding failed: {type(exc).__name__}")
+
     def _decode_all(self, batch: list[Received]) -> tuple[list[Accepted], list[Rejected]]:
-        decoded = [decode(m, self._directory) for m in batch]
+        decoded = [self._decode_one(m) for m in batch]
         unknown = any(isinstance(d, Rejected) and d.reason is RejectReason.UNKNOWN_DEVICE for d in decoded)
         if unknown and time.monotonic() - self._directory_at > DIRECTORY_MIN_RELOAD_S:
             self._safe_reload()  # a site file may have been loaded since: look again before refusing
-            decoded = [decode(m, self._directory) for m in batch]
+            decoded = [self._decode_one(m) for m in batch]
         accepted = [d for d in decoded if isinstance(d, Accepted)]  # None: our own output, just acked
         rejected = [d for d in decoded if isinstance(d, Rejected)]
         return accepted, rejected
@@ -141,7 +156,7 @@ class Gateway:
             batch, result = item
             try:
                 for msg in batch:
-                    self.link.ack(msg.mid, msg.qos)
+                    self.link.ack(msg)
                 for pub in result.publications:
                     self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
             except Exception:  # the effects are committed; never let one bad answer stop the acks
@@ -194,11 +209,16 @@ class Gateway:
                 log.exception("message failed alone: id=%s topic=%s", item.msg_id, item.raw.topic)
                 detail = f"{type(exc).__name__}: {exc}".replace("\x00", "")
                 poison = Rejected(item.raw, RejectReason.INTERNAL_ERROR, detail, item.topic, item.msg_id)
-            try:
-                with transaction(self._sessions) as session:
-                    total.merge(apply_batch(session, [], [poison], self._directory))
-            except Exception:
-                log.exception("could not quarantine message %s; the batch will be retried", item.msg_id)
+            for attempt in (poison, Rejected(item.raw, RejectReason.INTERNAL_ERROR, "could not be stored")):
+                try:  # the second attempt keeps nothing from the message but its bytes and topic
+                    with transaction(self._sessions) as session:
+                        total.merge(apply_batch(session, [], [attempt], self._directory))
+                    break
+                except OperationalError:
+                    return None
+                except Exception:
+                    log.exception("could not quarantine message %s", item.msg_id)
+            else:
                 return None
         return total
 

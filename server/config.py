@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
     mqtt_client_id: str = "patrol-gateway"
     mqtt_shared_group: str | None = Field(
-        default=None, description="Join an MQTT 5 shared subscription group so several gateways split the load"
+        default=None,
+        pattern=r"^[^/+#]{1,64}$",
+        description="Join an MQTT 5 shared subscription group so several gateways split the load",
     )
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     api_host: str = "127.0.0.1"

@@ -104,6 +104,8 @@ BAD_INPUTS = [
         False,
     ),
     (f"patrol/v1/{SITE}/reader/{READER}/tapz", b"{}", "unknown_topic", False),
+    (TAP_TOPIC, b'{"id": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "bad_json", True),
+    (TAP_TOPIC, b'{"id": "\\ud800x", "ts": 1764288311250, "uid": "04A1B2C3D4E5F6"}', "bad_schema", True),
 ]
 
 

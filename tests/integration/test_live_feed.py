@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -57,4 +57,20 @@ def test_live_feed_refuses_without_token_or_role(engine: Engine, role: Role | No
     token = token_for(engine, client, role)["Authorization"].split()[1] if role else "bogus"
     with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(f"/api/v1/live?token={token}") as ws:
         ws.receive_json()
+    assert exc.value.code == 1008
+
+
+def test_live_feed_ends_when_the_token_expires(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.api.routes import live
+
+    monkeypatch.setattr(live, "RECHECK_S", 0.02)
+    clock = [datetime(2026, 11, 28, 8, 0, tzinfo=UTC)]
+    with make_client(engine) as client:
+        client.app.state.clock = lambda: clock[0]  # type: ignore[attr-defined]
+        token = token_for(engine, client, Role.CONTROL_ROOM)["Authorization"].split()[1]
+        with client.websocket_connect(f"/api/v1/live?token={token}") as ws:
+            assert ws.receive_json()["type"] == "hello"
+            clock[0] += timedelta(hours=13)  # past the 12 h token lifetime
+            with pytest.raises(WebSocketDisconnect) as exc:
+                ws.receive_json()
     assert exc.value.code == 1008

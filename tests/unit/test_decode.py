@@ -48,6 +48,8 @@ def test_good_tap_is_accepted() -> None:
             False,
         ),
         ("somewhere/else", GOOD, RejectReason.UNKNOWN_TOPIC, False),
+        (TAP, b'{"id": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", RejectReason.TOO_LARGE, True),
+        (TAP, b'{"id": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", RejectReason.BAD_JSON, True),
     ],
 )
 def test_bad_input_is_rejected_with_reason(topic: str, payload: bytes, reason: RejectReason, answered: bool) -> None:
@@ -65,3 +67,9 @@ def test_rejected_tap_keeps_its_id_for_the_answer() -> None:
 def test_own_publications_are_ignored() -> None:
     assert decode(received("patrol/v1/s/reader/rdr-h01/ack", b"{}"), directory()) is None
     assert decode(received("patrol/v1/s/out/signin", b"{}"), directory()) is None
+
+
+def test_an_id_that_cannot_be_encoded_is_not_echoed() -> None:
+    payload = b'{"id": "\\ud800x", "ts": 1764288311250, "uid": "04A1B2C3D4E5F6"}'
+    out = decode(received(TAP, payload), directory())
+    assert isinstance(out, Rejected) and out.reason is RejectReason.BAD_SCHEMA and out.msg_id is None

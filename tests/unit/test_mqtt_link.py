@@ -1,0 +1,33 @@
+"""Acks belong to the connection that delivered the message (no broker needed: nothing connects)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.messages import Received
+from gateway.mqtt_link import MqttLink
+from server.config import Settings
+
+
+def test_a_message_from_an_earlier_connection_is_not_acked(monkeypatch: pytest.MonkeyPatch) -> None:
+    link = MqttLink(Settings(_env_file=None, mqtt_url="mqtt://127.0.0.1:1"), lambda _m: None, (("t/#", 1),))  # type: ignore[call-arg]
+    sent: list[int] = []
+    monkeypatch.setattr(link._client, "ack", lambda mid, qos: sent.append(mid))
+    link._generation = 2  # reconnected twice since start
+
+    def msg(mid: int, generation: int, qos: int = 1) -> Received:
+        return Received("t/x", b"{}", qos, mid, False, datetime.now(UTC), generation)
+
+    link.ack(msg(7, generation=1))  # its packet id may now name another, uncommitted message
+    link.ack(msg(8, generation=2))
+    link.ack(msg(9, generation=2, qos=0))  # QoS 0 has nothing to ack
+    assert sent == [8]
+
+
+def test_a_shared_group_name_must_be_a_single_topic_level() -> None:
+    with pytest.raises(ValueError):
+        Settings(_env_file=None, mqtt_shared_group="a/b")  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        Settings(_env_file=None, mqtt_shared_group="g+")  # type: ignore[call-arg]
