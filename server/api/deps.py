@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+#: Keyset paging of newest-first lists: `?before_id=` from the previous page, `?limit=`.
+BeforeId = Annotated[int | None, Query(description="next_before_id of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 def now(request: Request) -> datetime:

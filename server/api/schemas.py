@@ -112,3 +112,9 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_before_id: int | None
+
+    @classmethod
+    def of(cls, items: list[T], limit: int) -> Page[T]:
+        """A full page may have more behind it; a short one is the last."""
+        last = getattr(items[-1], "id", None) if len(items) == limit else None
+        return cls(items=items, next_before_id=last)

@@ -50,26 +50,19 @@ def test_a_changed_file_updates_and_removed_items_are_deactivated(engine: Engine
         assert s.scalars(select(Device.active).where(Device.code == "rdr-h06")).one() is True
 
 
-def test_cli_loads_a_file_and_reports_a_bad_one(db_url: str, tmp_path: Path) -> None:
+def _site_load(db_url: str, path: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATROL_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run(
-        [sys.executable, "-m", "server.cli", "site", "load", str(DEMO_SITE)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cmd = [sys.executable, "-m", "server.cli", "site", "load", str(path)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_loads_a_file_and_reports_a_bad_one(db_url: str, tmp_path: Path) -> None:
+    ok = _site_load(db_url, DEMO_SITE)
     assert ok.returncode == 0, ok.stderr
     assert "created" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(DEMO_SITE.read_text(encoding="utf-8").replace("type: pipe_well", "type: pipe-well", 1))
-    out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "site", "load", str(bad)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _site_load(db_url, bad)
     assert out.returncode == 1
     assert "line " in out.stderr and "type" in out.stderr and "nothing was loaded" in out.stderr
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from sqlalchemy import select
 
-from server.api.deps import OPERATORS, SessionDep
+from server.api.deps import OPERATORS, BeforeId, Limit, SessionDep
 from server.api.schemas import Page, QuarantinePublic
 from server.models import QuarantinedMessage
 
@@ -32,8 +31,8 @@ def list_quarantine(
     reason: str | None = None,
     site: str | None = None,
     device: str | None = None,
-    before_id: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: BeforeId = None,
+    limit: Limit = 100,
 ) -> Page[QuarantinePublic]:
     stmt = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc()).limit(limit)
     for value, column in (
@@ -60,4 +59,4 @@ def list_quarantine(
         )
         for q in session.scalars(stmt)
     ]
-    return Page[QuarantinePublic](items=items, next_before_id=items[-1].id if len(items) == limit else None)
+    return Page[QuarantinePublic].of(items, limit)

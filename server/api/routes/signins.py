@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, select
 
-from server.api.deps import CONTROL, SessionDep
+from server.api.deps import CONTROL, BeforeId, Limit, SessionDep
 from server.api.schemas import Name, Page, SignInPublic
 from server.models import Device, InboundMessage, Location, SignIn, Site, Staff
 
@@ -30,8 +30,8 @@ def list_signins(
     ok: bool | None = None,
     since: Annotated[datetime | None, Query(description="tapped at or after (RFC 3339)")] = None,
     until: Annotated[datetime | None, Query(description="tapped before (RFC 3339)")] = None,
-    before_id: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: BeforeId = None,
+    limit: Limit = 100,
 ) -> Page[SignInPublic]:
     stmt = (
         select(SignIn, Site.code, Device.code, InboundMessage.msg_id, Staff, Location)
@@ -74,4 +74,4 @@ def list_signins(
         )
         for s, site_code, dev_code, msg_id, g, loc in session.execute(stmt)
     ]
-    return Page[SignInPublic](items=items, next_before_id=items[-1].id if len(items) == limit else None)
+    return Page[SignInPublic].of(items, limit)
