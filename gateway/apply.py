@@ -7,6 +7,7 @@ still give it one effect, and a redelivered tap gets back the verdict stored the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,13 +16,17 @@ from sqlalchemy import and_, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from gateway.bulk_insert import insert_messages, insert_signins
-from gateway.decode import json_bytes
 from gateway.messages import Accepted, Rejected
 from server.contract import AckPayload, TapPayload, ack_topic, out_topic
 from server.domain.directory import Directory
 from server.domain.i18n import reason_message
 from server.domain.taps import decide_tap
 from server.models import Device, InboundMessage, QuarantinedMessage
+
+
+def json_bytes(value: Any) -> bytes:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,16 +72,7 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
             topic,
             msg_id,
         )
-    return Accepted(
-        raw=raw,
-        topic=topic,
-        device=device,
-        channel=topic.channel,
-        msg_id=msg_id,
-        device_ts=getattr(model, "ts", None),
-        body=body,
-        model=model,
-    )
+    return Accepted(raw=raw, topic=topic, device=device, msg_id=msg_id, model=model)
 
 
 def _usable_id(value: Any) -> str | None:
@@ -110,8 +101,3 @@ def _summarise(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "payload"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
-
-
-def json_bytes(value: Any) -> bytes:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text.encode("utf-8", errors="replace")

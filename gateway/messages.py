@@ -30,11 +30,19 @@ class Accepted:
     raw: Received
     topic: Topic
     device: DeviceEntry
-    channel: str  # tap | telemetry | event | status
     msg_id: str | None
-    device_ts: datetime | None
-    body: dict[str, Any]
     model: Any  # the validated pydantic payload
+
+    @property
+    def channel(self) -> str:
+        """tap | telemetry | event | status"""
+        return self.topic.channel
+
+    @property
+    def device_ts(self) -> datetime | None:
+        """When the device observed it (status messages may leave it out)."""
+        ts: datetime | None = getattr(self.model, "ts", None)
+        return ts
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,14 +71,14 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from server.db import make_engine, migrate
+    from server.db import open_database
 
-    migrate(make_engine(settings.database_url))
+    open_database(settings.database_url).dispose()
     return 0
 
 
 def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
-    from server.db import make_engine, migrate, session_factory, transaction
+    from server.db import open_database, session_factory, transaction
     from server.sitefile.load import load_site
     from server.sitefile.parse import SiteFileError, parse_site_file
 
@@ -87,8 +87,7 @@ def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
     except SiteFileError as exc:
         print(exc, file=sys.stderr)
         return 1
-    engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = open_database(settings.database_url)
     with transaction(session_factory(engine)) as session:
         print(load_site(session, spec).describe())
     return 0
@@ -96,11 +95,10 @@ def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.auth import Role, UserExistsError, create_user
-    from server.db import make_engine, migrate, session_factory, transaction
+    from server.db import open_database, session_factory, transaction
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = open_database(settings.database_url)
     try:
         with transaction(session_factory(engine)) as session:
             create_user(session, args.username, password, Role(args.role), args.name, datetime.now(UTC))
@@ -111,23 +109,19 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_simulator(settings: Settings, site_file: Path, **kwargs: float) -> threading.Event:
+def _start_simulator(settings: Settings, site_file: Path) -> threading.Event:
     from devices.simulator import run_simulator
 
-    b = settings.broker
-    url = settings.mqtt_url or f"mqtt://{b.host}:{b.port}"
     stop = threading.Event()
-    threading.Thread(
-        target=run_simulator, args=(url, site_file, stop), kwargs=kwargs, name="simulator", daemon=True
-    ).start()
+    args = (settings.broker_url, site_file, stop)
+    threading.Thread(target=run_simulator, args=args, name="simulator", daemon=True).start()
     return stop
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from devices.simulator import run_simulator
 
-    b = settings.broker
-    url = args.broker or settings.mqtt_url or f"mqtt://{b.host}:{b.port}"
+    url = args.broker or settings.broker_url
     stop = threading.Event()
     try:
         sent = run_simulator(
@@ -148,13 +142,12 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Everything for a first look: schema, the demo site 荔园, a demo login, devices, the API."""
     from server.auth import Role, create_user, set_password
-    from server.db import make_engine, migrate, session_factory, transaction
+    from server.db import open_database, session_factory, transaction
     from server.models import User
     from server.sitefile.load import load_site
     from server.sitefile.parse import parse_site_file
 
-    engine = make_engine(settings.database_url)
-    migrate(engine)
+    engine = open_database(settings.database_url)
     password = secrets.token_urlsafe(9)  # fresh each start: no password is written in the repo
     with transaction(session_factory(engine)) as session:
         print(load_site(session, parse_site_file(DEMO_SITE)).describe())

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         return address.model_copy(update=updates) if updates else address
 
     @property
+    def broker_url(self) -> str:
+        """The broker to connect to as a URL, the embedded one included (for the simulators)."""
+        return self.mqtt_url or f"mqtt://{EMBEDDED_BROKER_HOST}:{self.embedded_broker_port}"
+
+    @property
     def effective_protocol(self) -> Literal["5", "3.1.1"]:
         """The embedded broker (amqtt) speaks MQTT 3.1.1 only."""
         return "3.1.1" if self.embedded_broker else self.mqtt_protocol

@@ -58,6 +58,13 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+def open_database(url: str) -> Engine:
+    """An engine on a schema brought up to date: what every `patrol` command starts with."""
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision; several processes may call it at start."""
     cfg = Config()

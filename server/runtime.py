@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from gateway.service import Gateway
 from server.api.app import create_app
 from server.config import Settings
-from server.db import make_engine, migrate
+from server.db import open_database
 from server.embedded_broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,7 @@ class Runtime:
 
     @classmethod
     def prepare(cls, settings: Settings) -> Runtime:
-        engine = make_engine(settings.database_url)
-        migrate(engine)
-        return cls(settings, engine)
+        return cls(settings, open_database(settings.database_url))
 
     def start_broker(self) -> None:
         if self.settings.embedded_broker:

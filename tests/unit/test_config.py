@@ -13,6 +13,8 @@ def test_defaults_run_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.embedded_broker and (s.broker.host, s.broker.port) == ("127.0.0.1", 1884)
     assert s.effective_protocol == "3.1.1"
     assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
+    assert s.broker_url == "mqtt://127.0.0.1:1884"
+    assert Settings(_env_file=None, mqtt_url="mqtt://127.0.0.1:1883").broker_url == "mqtt://127.0.0.1:1883"  # type: ignore[call-arg]
 
 
 def test_broker_url_with_credentials_and_tls() -> None:
