@@ -21,8 +21,8 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway server devices tests bench
-	$(BIN)/ruff format --check gateway server devices tests bench
+	$(BIN)/ruff check core storage gateway server devices app tests bench
+	$(BIN)/ruff format --check core storage gateway server devices app tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,4 +1,4 @@
-"""The gateway as a subprocess (`python -m server.cli gateway`), and where its memory and the machine's CPU go."""
+"""The gateway as a subprocess (`python -m app.cli gateway`), and where its memory and the machine's CPU go."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class GatewayProcess:
-    """`python -m server.cli gateway` as production runs it, logging to a file."""
+    """`python -m app.cli gateway` as production runs it, logging to a file."""
 
     def __init__(self, broker: MosquittoBroker, db_url: str, log_path: Path) -> None:
         self.broker, self.db_url, self.log_path = broker, db_url, log_path
@@ -41,7 +41,7 @@ class GatewayProcess:
         }
         with self.log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "gateway"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "app.cli", "gateway"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout_s
         while "subscribed to" not in self.log_text():

@@ -29,15 +29,15 @@ import tempfile  # noqa: E402
 
 from sqlalchemy import Engine, text  # noqa: E402
 
+from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess, PeakRss  # noqa: E402
 from bench.mqtt_load import AckCollector, run_baseline  # noqa: E402
 from bench.progress import log  # noqa: E402
 from bench.report import print_report  # noqa: E402
 from bench.runs import Context, DbResult, latency_run, throughput_run  # noqa: E402
-from server.cli import DEMO_SITE  # noqa: E402
-from server.db import make_engine, migrate, session_factory, transaction  # noqa: E402
-from server.sitefile.load import load_site  # noqa: E402
-from server.sitefile.parse import parse_site_file  # noqa: E402
+from storage.db import make_engine, migrate, session_factory, transaction  # noqa: E402
+from storage.sitefile.load import load_site  # noqa: E402
+from storage.sitefile.parse import parse_site_file  # noqa: E402
 from tests.support.databases import database  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 

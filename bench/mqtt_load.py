@@ -18,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from core.contract import tap_topic
 from gateway.mqtt_link import RECEIVE_MAXIMUM  # the baseline asks the broker for what the gateway asks
-from server.contract import tap_topic
 from tests.support.mosquitto import MosquittoBroker
 
 SITE = "liyuan"

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from bench.gateway_process import CpuMeter
 from bench.mqtt_load import POLL_S, AckCollector, Publisher, publish_all, tap_messages
-from server.models import SignIn
+from storage.models import SignIn
 from tests.support.mosquitto import MosquittoBroker
 
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from server.contract import status_topic, tap_topic, telemetry_topic
-from server.sitefile.schema import DeviceSpec, SiteFile
+from core.contract import status_topic, tap_topic, telemetry_topic
+from storage.sitefile.schema import DeviceSpec, SiteFile
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def run_simulator(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from server.config import BrokerAddress
-    from server.sitefile.parse import parse_site_file
+    from core.config import BrokerAddress
+    from storage.sitefile.parse import parse_site_file
 
     site = parse_site_file(site_file)
     broker = BrokerAddress.parse(broker_url)

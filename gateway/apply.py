@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from gateway.bulk_insert import insert_messages, insert_signins
+from core.contract import AckPayload, TapPayload, ack_topic, out_topic
+from core.directory import Directory
+from core.i18n import reason_message
+from core.taps import decide_tap
 from gateway.messages import Accepted, Rejected
-from server.contract import AckPayload, TapPayload, ack_topic, out_topic
-from server.domain.directory import Directory
-from server.domain.i18n import reason_message
-from server.domain.taps import decide_tap
-from server.models import Device, InboundMessage, QuarantinedMessage
+from storage.bulk_insert import insert_messages, insert_signins
+from storage.models import Device, InboundMessage, QuarantinedMessage
 
 
 def json_bytes(value: Any) -> bytes:

@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.messages import Accepted, Received, Rejected
-from server.contract import (
+from core.contract import (
     MAX_PAYLOAD_BYTES,
     EventPayload,
     RejectReason,
@@ -22,7 +21,8 @@ from server.contract import (
     is_own_output,
     parse_topic,
 )
-from server.domain.directory import READER_KINDS, SENSOR_KINDS, Directory
+from core.directory import READER_KINDS, SENSOR_KINDS, Directory
+from gateway.messages import Accepted, Received, Rejected
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _SCHEMAS: dict[str, type[BaseModel]] = {

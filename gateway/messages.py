@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.contract import RejectReason, Topic
-from server.domain.directory import DeviceEntry
+from core.contract import RejectReason, Topic
+from core.directory import DeviceEntry
 
 
 @dataclass(frozen=True, slots=True)

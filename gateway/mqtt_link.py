@@ -20,9 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.config import BrokerAddress, Settings
 from gateway import metrics
 from gateway.messages import Received
-from server.config import BrokerAddress, Settings
 
 log = logging.getLogger(__name__)
 

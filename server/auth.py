@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from server.models import ApiToken, User
+from storage.models import ApiToken, User
 
 
 class Role(StrEnum):

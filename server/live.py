@@ -17,10 +17,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from prometheus_client import Counter
 
+from core.config import Settings
+from core.contract import PREFIX
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
-from server.config import Settings
-from server.contract import PREFIX
 
 log = logging.getLogger(__name__)
 OUT_FILTER = f"{PREFIX}/+/out/#"

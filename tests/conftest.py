@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from server.cli import DEMO_SITE
-from server.db import make_engine, migrate, session_factory, transaction
-from server.sitefile.load import load_site
-from server.sitefile.parse import parse_site_file
-from server.sitefile.schema import SiteFile
+from app.cli import DEMO_SITE
+from storage.db import make_engine, migrate, session_factory, transaction
+from storage.sitefile.load import load_site
+from storage.sitefile.parse import parse_site_file
+from storage.sitefile.schema import SiteFile
 from tests.support.databases import database
 from tests.support.mosquitto import MosquittoBroker
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from core.config import Settings
 from server.api.routes import auth, health, live, quarantine, signins, sites
-from server.config import Settings
-from server.db import session_factory
 from server.live import LiveHub, LiveSource
+from storage.db import session_factory
 
 
 def create_app(

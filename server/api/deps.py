@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.auth import Role, user_for_token
-from server.models import User
+from storage.models import User
 
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/token")
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from gateway.service import Gateway
-from server.config import Settings
+from core.config import Settings
+from gateway.pipeline import Gateway
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer, wait_until
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from server.auth import Role
-from server.db import session_factory, transaction
-from server.models import Device, InboundMessage, Location, SignIn, Site, Staff
+from storage.db import session_factory, transaction
+from storage.models import Device, InboundMessage, Location, SignIn, Site, Staff
 from tests.support.api import PASSWORD, add_user, login, make_client, token_for
 
 pytestmark = pytest.mark.integration

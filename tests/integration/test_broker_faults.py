@@ -9,8 +9,8 @@ import sys
 import pytest
 from sqlalchemy import Engine
 
-from gateway.service import Gateway
-from server.sitefile.schema import SiteFile
+from gateway.pipeline import Gateway
+from storage.sitefile.schema import SiteFile
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer, wait_until
 
@@ -44,7 +44,7 @@ def test_refused_credentials_stop_the_gateway_with_a_clear_message(db_url: str, 
             "PATROL_DATABASE_URL": db_url,
         }
         out = subprocess.run(
-            [sys.executable, "-m", "server.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "app.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
         )
     finally:
         broker.cleanup()

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from gateway.service import Gateway
-from server.db import session_factory
-from server.models import SignIn
-from server.sitefile.schema import SiteFile
+from gateway.pipeline import Gateway
+from storage.db import session_factory
+from storage.models import SignIn
+from storage.sitefile.schema import SiteFile
 from tests.support.databases import PG_ADMIN_URL
 from tests.support.mqtt import Peer, wait_until
 

@@ -13,11 +13,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, delete, func, select
 
-from gateway.service import Gateway
+from gateway.pipeline import Gateway
 from server.auth import Role
-from server.db import session_factory
-from server.models import Device, QuarantinedMessage, SignIn
-from server.sitefile.schema import SiteFile
+from storage.db import session_factory
+from storage.models import Device, QuarantinedMessage, SignIn
+from storage.sitefile.schema import SiteFile
 from tests.support.api import make_client, token_for
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer, wait_until

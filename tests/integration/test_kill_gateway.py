@@ -16,9 +16,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 
-from server.db import session_factory
-from server.models import InboundMessage, SignIn
-from server.sitefile.schema import SiteFile
+from storage.db import session_factory
+from storage.models import InboundMessage, SignIn
+from storage.sitefile.schema import SiteFile
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import wait_until
 
@@ -35,7 +35,7 @@ def _start_gateway(broker: MosquittoBroker, db_url: str, client_id: str, log: Pa
         "PATROL_LOG_LEVEL": "INFO",
     }
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "server.cli", "gateway"], env=env, stdout=out, stderr=out)
+        return subprocess.Popen([sys.executable, "-m", "app.cli", "gateway"], env=env, stdout=out, stderr=out)
 
 
 def _counts(engine: Engine) -> tuple[int, int]:

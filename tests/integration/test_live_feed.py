@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from starlette.websockets import WebSocketDisconnect
 
-from gateway.service import Gateway
+from core.config import Settings
+from gateway.pipeline import Gateway
 from server.auth import Role
-from server.config import Settings
-from server.sitefile.schema import SiteFile
+from storage.sitefile.schema import SiteFile
 from tests.support.api import make_client, token_for
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer

@@ -6,8 +6,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from server.db import make_engine, migrate
-from server.models import Base
+from storage.db import make_engine, migrate
+from storage.models import Base
 
 pytestmark = pytest.mark.integration
 

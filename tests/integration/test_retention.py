@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from server.db import session_factory, transaction
-from server.models import Device, InboundMessage
-from server.store.retention import prune_telemetry
+from storage.db import session_factory, transaction
+from storage.models import Device, InboundMessage
+from storage.retention import prune_telemetry
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -31,7 +31,7 @@ def test_demo_serves_signins_within_seconds(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "demo"], env=env, stdout=out, stderr=out, cwd=tmp_path
+            [sys.executable, "-m", "app.cli", "demo"], env=env, stdout=out, stderr=out, cwd=tmp_path
         )
     try:
         password = wait_until(
@@ -70,7 +70,7 @@ def test_demo_serves_signins_within_seconds(tmp_path: Path) -> None:
 
 def test_user_add_then_login_and_duplicates_refused(tmp_path: Path) -> None:
     env = _clean_env(tmp_path)
-    cmd = [sys.executable, "-m", "server.cli", "user", "add", "li.na", "--role", "supervisor", "--password-stdin"]
+    cmd = [sys.executable, "-m", "app.cli", "user", "add", "li.na", "--role", "supervisor", "--password-stdin"]
     first = subprocess.run(
         cmd, env=env, input="a long password\n", capture_output=True, text=True, timeout=60, cwd=tmp_path
     )

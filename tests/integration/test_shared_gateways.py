@@ -9,11 +9,11 @@ import uuid
 import pytest
 from sqlalchemy import Engine, func, select
 
-from gateway.service import Gateway
-from server.config import Settings
-from server.db import session_factory
-from server.models import SignIn
-from server.sitefile.schema import SiteFile
+from core.config import Settings
+from gateway.pipeline import Gateway
+from storage.db import session_factory
+from storage.models import SignIn
+from storage.sitefile.schema import SiteFile
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import Peer, wait_until
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from server.cli import DEMO_SITE
-from server.db import session_factory, transaction
-from server.models import Device, Location, Tag
-from server.sitefile.load import load_site
-from server.sitefile.parse import parse_site_text
+from app.cli import DEMO_SITE
+from storage.db import session_factory, transaction
+from storage.models import Device, Location, Tag
+from storage.sitefile.load import load_site
+from storage.sitefile.parse import parse_site_text
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_a_changed_file_updates_and_removed_items_are_deactivated(engine: Engine
 
 def _site_load(db_url: str, path: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATROL_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "server.cli", "site", "load", str(path)]
+    cmd = [sys.executable, "-m", "app.cli", "site", "load", str(path)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 

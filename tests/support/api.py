@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from core.config import Settings
 from server.api.app import create_app
 from server.auth import Role, create_user
-from server.config import Settings
-from server.db import session_factory, transaction
+from storage.db import session_factory, transaction
 
 PASSWORD = "correct horse battery"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.directory import DeviceEntry, Directory, Named, TagEntry
 from gateway.messages import Received
-from server.domain.directory import DeviceEntry, Directory, Named, TagEntry
 
 HANDHELD = DeviceEntry(
     id=1, site_id=1, site_code="s", code="rdr-h01", kind="handheld_reader", location_id=None, holder_id=7

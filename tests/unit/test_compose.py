@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from server.config import Settings
+from core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def test_every_patrol_variable_in_compose_is_a_setting() -> None:
 
 
 def test_compose_runs_the_cli_commands_that_exist() -> None:
-    from server.cli import build_parser
+    from app.cli import build_parser
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     subcommands = next(a for a in build_parser()._actions if a.dest == "command")

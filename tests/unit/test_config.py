@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import BrokerAddress, Settings
+from core.config import BrokerAddress, Settings
 
 
 def test_defaults_run_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from server.contract import (
+from core.contract import (
     EventPayload,
     StatusPayload,
     TapPayload,

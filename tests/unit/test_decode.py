@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from core.contract import RejectReason
 from gateway.decode import decode
 from gateway.messages import Accepted, Rejected
-from server.contract import RejectReason
 from tests.unit.factories import CHECKPOINT_UID, directory, received
 
 TAP = "patrol/v1/s/reader/rdr-h01/tap"

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.config import Settings
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
-from server.config import Settings
 
 
 def test_a_message_from_an_earlier_connection_is_not_acked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from core.directory import DeviceEntry, Directory
 from devices.simulator import SiteSimulator
 from gateway.decode import decode
 from gateway.messages import Accepted, Received
-from server.domain.directory import DeviceEntry, Directory
-from server.sitefile.schema import SiteFile
+from storage.sitefile.schema import SiteFile
 
 
 def _directory(site: SiteFile) -> Directory:

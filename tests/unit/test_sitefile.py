@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from server.cli import DEMO_SITE
-from server.sitefile.parse import SiteFileError, parse_site_text
-from server.sitefile.schema import SiteFile
+from app.cli import DEMO_SITE
+from storage.sitefile.parse import SiteFileError, parse_site_text
+from storage.sitefile.schema import SiteFile
 
 MINIMAL = """\
 version: 1

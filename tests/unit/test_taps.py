@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.contract import Reason
-from server.domain.taps import decide_tap
+from core.contract import Reason
+from core.taps import decide_tap
 from tests.unit.factories import BADGE_UID, CHECKPOINT_UID, FIXED, HANDHELD, directory
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from server.api.deps import EVERYONE, SessionDep, current_user, now
 from server.api.schemas import TokenPublic, TokenRequest, UserPublic
 from server.auth import authenticate, issue_token
-from server.models import User
+from storage.models import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 

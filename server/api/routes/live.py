@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.api.deps import now
 from server.auth import Role, user_for_token
-from server.models import User
+from storage.models import User
 
 router = APIRouter(tags=["live"])
 _ALLOWED = {Role.CONTROL_ROOM.value, Role.SUPERVISOR.value, Role.MANAGER.value, Role.ADMIN.value}

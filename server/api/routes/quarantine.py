@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from server.api.deps import OPERATORS, BeforeId, Limit, SessionDep
 from server.api.schemas import Page, QuarantinePublic
-from server.models import QuarantinedMessage
+from storage.models import QuarantinedMessage
 
 router = APIRouter(prefix="/api/v1/quarantine", tags=["quarantine"], dependencies=[OPERATORS])
 

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, select
 
 from server.api.deps import CONTROL, BeforeId, Limit, SessionDep
 from server.api.schemas import Name, Page, SignInPublic
-from server.models import Device, InboundMessage, Location, SignIn, Site, Staff
+from storage.models import Device, InboundMessage, Location, SignIn, Site, Staff
 
 router = APIRouter(prefix="/api/v1/signins", tags=["signins"], dependencies=[CONTROL])
 

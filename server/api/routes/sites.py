@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, aliased
 
 from server.api.deps import EVERYONE, SessionDep
 from server.api.schemas import BuildingPublic, CheckpointPublic, DevicePublic, Name, SitePublic
-from server.models import Building, Device, Floor, Location, Site, Staff, Tag
+from storage.models import Building, Device, Floor, Location, Site, Staff, Tag
 
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"], dependencies=[EVERYONE])
 

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.models import Building, Department, Device, Floor, Location, Site, Staff, Tag
-from server.sitefile.schema import SiteFile
+from storage.models import Building, Department, Device, Floor, Location, Site, Staff, Tag
+from storage.sitefile.schema import SiteFile
 
 
 @dataclass

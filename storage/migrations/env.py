@@ -1,12 +1,12 @@
-"""Alembic environment: runs on the connection handed over by `server.db.migrate`."""
+"""Alembic environment: runs on the connection handed over by `storage.db.migrate`."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from server.db import normalise_url
-from server.models import Base
+from storage.db import normalise_url
+from storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

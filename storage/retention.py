@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from server.models import InboundMessage
+from storage.models import InboundMessage
 
 
 def prune_telemetry(session: Session, older_than: datetime, limit: int = 10_000) -> int:

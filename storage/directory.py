@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.domain.directory import DeviceEntry, Directory, Named, TagEntry
-from server.models import Device, Location, Site, Staff, Tag
+from core.directory import DeviceEntry, Directory, Named, TagEntry
+from storage.models import Device, Location, Site, Staff, Tag
 
 
 def load_directory(session: Session) -> Directory:

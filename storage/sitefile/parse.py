@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from server.sitefile.schema import SiteFile
+from storage.sitefile.schema import SiteFile
 
 Path_ = tuple[str | int, ...]
 

@@ -1,9 +1,9 @@
 """All tables; importing this package registers them on `Base.metadata`."""
 
-from server.models.auth import ApiToken, User
-from server.models.base import Base, UTCDateTime, utcnow
-from server.models.ingest import InboundMessage, QuarantinedMessage, SignIn
-from server.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
+from storage.models.auth import ApiToken, User
+from storage.models.base import Base, UTCDateTime, utcnow
+from storage.models.ingest import InboundMessage, QuarantinedMessage, SignIn
+from storage.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
 
 __all__ = [
     "ApiToken",

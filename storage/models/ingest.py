@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.models.base import Base, BigId, UTCDateTime
+from storage.models.base import Base, BigId, UTCDateTime
 
 
 class InboundMessage(Base):

@@ -12,18 +12,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from core.config import Settings
+from core.contract import SUBSCRIPTIONS, RejectReason
+from core.directory import Directory
 from gateway import metrics
 from gateway.apply import BatchResult, apply_batch
 from gateway.batching import collect
 from gateway.decode import decode
 from gateway.messages import Accepted, Received, Rejected
 from gateway.mqtt_link import MqttLink
-from server.config import Settings
-from server.contract import SUBSCRIPTIONS, RejectReason
-from server.db import session_factory, transaction
-from server.domain.directory import Directory
-from server.store.directory import load_directory
-from server.store.retention import prune_telemetry
+from storage.db import session_factory, transaction
+from storage.directory import load_directory
+from storage.retention import prune_telemetry
 
 log = logging.getLogger(__name__)
 DIRECTORY_MAX_AGE_S = 30.0

@@ -14,7 +14,7 @@ from sqlalchemy import insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from server.models import InboundMessage, SignIn
+from storage.models import InboundMessage, SignIn
 
 MESSAGE_COLUMNS = ("site_id", "device_id", "msg_id", "kind", "device_ts", "received_at", "payload", "result")
 SIGNIN_COLUMNS = (

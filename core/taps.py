@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.contract import AckPayload, Reason
-from server.domain.directory import DeviceEntry, Directory
-from server.domain.i18n import reason_message
+from core.contract import AckPayload, Reason
+from core.directory import DeviceEntry, Directory
+from core.i18n import reason_message
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 log = logging.getLogger("patrol")
 DEMO_SITE = Path(__file__).parent / "demo" / "liyuan.yaml"
@@ -24,7 +24,7 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from server.runtime import Runtime
+    from app.runtime import Runtime
 
     rt = Runtime.prepare(settings)
     rt.start_broker()
@@ -42,7 +42,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from server.runtime import Runtime
+    from app.runtime import Runtime
 
     rt = Runtime.prepare(settings)
     if settings.gateway_metrics_port:
@@ -60,7 +60,7 @@ def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
-    from server.runtime import Runtime
+    from app.runtime import Runtime
 
     rt = Runtime.prepare(settings)
     try:
@@ -71,16 +71,16 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from server.db import open_database
+    from storage.db import open_database
 
     open_database(settings.database_url).dispose()
     return 0
 
 
 def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
-    from server.db import open_database, session_factory, transaction
-    from server.sitefile.load import load_site
-    from server.sitefile.parse import SiteFileError, parse_site_file
+    from storage.db import open_database, session_factory, transaction
+    from storage.sitefile.load import load_site
+    from storage.sitefile.parse import SiteFileError, parse_site_file
 
     try:
         spec = parse_site_file(Path(args.file))
@@ -95,7 +95,7 @@ def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.auth import Role, UserExistsError, create_user
-    from server.db import open_database, session_factory, transaction
+    from storage.db import open_database, session_factory, transaction
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     engine = open_database(settings.database_url)
@@ -142,10 +142,10 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Everything for a first look: schema, the demo site 荔园, a demo login, devices, the API."""
     from server.auth import Role, create_user, set_password
-    from server.db import open_database, session_factory, transaction
-    from server.models import User
-    from server.sitefile.load import load_site
-    from server.sitefile.parse import parse_site_file
+    from storage.db import open_database, session_factory, transaction
+    from storage.models import User
+    from storage.sitefile.load import load_site
+    from storage.sitefile.parse import parse_site_file
 
     engine = open_database(settings.database_url)
     password = secrets.token_urlsafe(9)  # fresh each start: no password is written in the repo

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import uvicorn
 from sqlalchemy import Engine
 
-from gateway.service import Gateway
+from app.embedded_broker import EmbeddedBroker
+from core.config import Settings
+from gateway.pipeline import Gateway
 from server.api.app import create_app
-from server.config import Settings
-from server.db import open_database
-from server.embedded_broker import EmbeddedBroker
+from storage.db import open_database
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The application: the `patrol` command, process wiring, the embedded broker, the simulators' wiring."""

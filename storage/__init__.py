@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, Alembic migrations, sessions, site files and the queries the edges run."""
