@@ -12,6 +12,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from app.embedded_broker import EmbeddedBroker
+from app.wiring import live_source
 from core.config import Settings
 from gateway.pipeline import Gateway
 from server.api.app import create_app
@@ -45,7 +46,7 @@ class Runtime:
 
     def serve_api(self) -> None:
         """Blocks until Ctrl-C / SIGTERM; uvicorn owns the signals while it runs."""
-        app = create_app(self.settings, self.engine)
+        app = create_app(self.settings, self.engine, live_feed=live_source(self.settings))
         config = uvicorn.Config(
             app,
             host=self.settings.api_host,

@@ -97,11 +97,6 @@ def status_topic(site: str, device: str) -> str:
     return f"{PREFIX}/{site}/device/{device}/status"
 
 
-def out_topic(site: str, *parts: str) -> str:
-    """Topics the gateway publishes for dashboards and other systems (docs/mqtt-contract.md)."""
-    return "/".join((PREFIX, site, "out", *parts))
-
-
 def parse_ts(value: Any) -> datetime:
     """RFC 3339 with an explicit offset, or integer Unix epoch milliseconds."""
     if isinstance(value, bool):
@@ -207,16 +202,3 @@ class StatusPayload(_Payload):
     battery_pct: Annotated[int, Field(ge=0, le=100)] | None = None
     rssi: int | None = None
     fw: str | None = None
-
-
-class AckPayload(BaseModel):
-    """The gateway's answer on `.../reader/{device}/ack`; fields beyond id/ok/reason are optional."""
-
-    id: str | None
-    ok: bool
-    reason: str | None = None
-    checkpoint: str | None = None
-    checkpoint_en: str | None = None
-    next: str | None = None
-    guard: str | None = None
-    message: dict[str, str] = Field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""Resolving a tap to (guard, checkpoint) and the verdict the reader shows (CONTRACT.md, P1 §2.3).
+"""Resolving a tap to (guard, checkpoint), the verdict the reader shows, and the answer rebuilt from
+a stored sign-in (CONTRACT.md, P1 §2.3).
 
 Pure: takes the reader, the tag UID and the directory; no broker, no database, no clock.
 """
@@ -6,30 +7,54 @@ Pure: takes the reader, the tag UID and the directory; no broker, no database, n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from core.contract import AckPayload, Reason
+from core.contract import Reason
 from core.directory import DeviceEntry, Directory
 from core.i18n import reason_message
+from core.outbound import Name, ReaderAnswer, SignInEvent
 
 
 @dataclass(frozen=True, slots=True)
 class TapDecision:
+    """The effect of a tap: what the sign-in row stores and every later answer is rebuilt from."""
+
     ok: bool
-    reason: Reason | None
+    reason: str | None
     guard_id: int | None
     location_id: int | None
 
-    def ack(self, msg_id: str, directory: Directory) -> AckPayload:
+    def answer(self, msg_id: str | None, directory: Directory) -> ReaderAnswer:
+        """The reader's answer, the same for the first delivery and every redelivery, because it is
+        made from the stored decision, never decided again."""
         place = directory.locations.get(self.location_id) if self.location_id else None
         guard = directory.staff.get(self.guard_id) if self.guard_id else None
-        return AckPayload(
+        return ReaderAnswer(
             id=msg_id,
             ok=self.ok,
-            reason=self.reason.value if self.reason else None,
+            reason=self.reason,
             checkpoint=place.name_zh if place else None,
             checkpoint_en=place.name_en if place else None,
             guard=guard.code if guard else None,
-            message=reason_message(self.reason.value if self.reason else None),
+            message=reason_message(self.reason),
+        )
+
+    def event(
+        self, device: str, tag_uid: str, tapped_at: datetime, received_at: datetime, directory: Directory
+    ) -> SignInEvent:
+        place = directory.locations.get(self.location_id) if self.location_id else None
+        guard = directory.staff.get(self.guard_id) if self.guard_id else None
+        return SignInEvent(
+            device=device,
+            guard=guard.code if guard else None,
+            guard_name=Name(zh=guard.name_zh, en=guard.name_en) if guard else None,
+            checkpoint=place.code if place else None,
+            checkpoint_name=Name(zh=place.name_zh, en=place.name_en) if place else None,
+            tag_uid=tag_uid,
+            ok=self.ok,
+            reason=self.reason,
+            tapped_at=tapped_at,
+            received_at=received_at,
         )
 
 
@@ -39,8 +64,13 @@ def decide_tap(reader: DeviceEntry, uid: str, directory: Directory) -> TapDecisi
     tag = directory.tag(reader.site_id, uid)
     if reader.kind == "handheld_reader":
         if tag is None or tag.location_id is None:
-            return TapDecision(False, Reason.UNKNOWN_TAG, reader.holder_id, None)
+            return TapDecision(False, Reason.UNKNOWN_TAG.value, reader.holder_id, None)
         return TapDecision(True, None, reader.holder_id, tag.location_id)
     if tag is None or tag.staff_id is None:
-        return TapDecision(False, Reason.UNKNOWN_TAG, None, reader.location_id)
+        return TapDecision(False, Reason.UNKNOWN_TAG.value, None, reader.location_id)
     return TapDecision(True, None, tag.staff_id, reader.location_id)
+
+
+def refusal(msg_id: str | None, reason: str) -> ReaderAnswer:
+    """The answer to a tap that was itself refused (quarantined): no checkpoint, just why."""
+    return ReaderAnswer(id=msg_id, ok=False, reason=reason, message=reason_message(reason))

@@ -21,7 +21,8 @@ from core.contract import (
     is_own_output,
     parse_topic,
 )
-from core.directory import READER_KINDS, SENSOR_KINDS, Directory
+from core.directory import Directory
+from core.ingest import channel_fits
 from gateway.messages import Accepted, Received, Rejected
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
@@ -64,7 +65,7 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
             topic,
             msg_id,
         )
-    if not _kind_fits(topic.role, device.kind):
+    if not channel_fits(topic.role, device.kind):
         return Rejected(
             raw,
             RejectReason.WRONG_DEVICE_KIND,
@@ -85,14 +86,6 @@ def _usable_id(value: Any) -> str | None:
             return None
         return value
     return None
-
-
-def _kind_fits(role: str, kind: str) -> bool:
-    if role == "reader":
-        return kind in READER_KINDS
-    if role == "sensor":
-        return kind in SENSOR_KINDS
-    return True
 
 
 def _summarise(exc: ValidationError) -> str:

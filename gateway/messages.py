@@ -8,6 +8,7 @@ from typing import Any
 
 from core.contract import RejectReason, Topic
 from core.directory import DeviceEntry
+from core.ingest import answers_reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,4 +58,4 @@ class Rejected:
 
     @property
     def answer_reader(self) -> bool:
-        return self.topic is not None and self.topic.role == "reader" and self.topic.channel == "tap"
+        return self.topic is not None and answers_reader(self.topic.role, self.topic.channel)

@@ -11,7 +11,6 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -20,8 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.clock import Clock, SystemClock
 from core.config import BrokerAddress, Settings
-from gateway import metrics
 from gateway.messages import Received
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,18 @@ class MqttLink:
         client_id: str | None = None,
         persistent: bool = True,
         manual_ack: bool = True,
+        on_connection: Callable[[bool], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """`on_connection` hears of every connect and disconnect: the gateway reports its own
+        broker connection in a metric; other clients of this class (the live feed) must not."""
         self._settings = settings
         self._broker: BrokerAddress = settings.broker
         self._sink = sink
         self._filters = filters
         self._persistent = persistent
+        self._on_connection = on_connection or (lambda _up: None)
+        self._clock: Clock = clock or SystemClock()
         self._v5 = settings.effective_protocol == "5"
         self.subscribed = threading.Event()
         self.fatal_error: str | None = None
@@ -121,7 +126,7 @@ class MqttLink:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-        metrics.BROKER_CONNECTED.set(0)
+        self._on_connection(False)
 
     def ack(self, msg: Received) -> None:
         """Ack on the connection that delivered the message. A message from an earlier connection
@@ -165,7 +170,7 @@ class MqttLink:
                 client.disconnect()  # a deliberate disconnect: paho stops reconnecting
             return
         self._generation += 1
-        metrics.BROKER_CONNECTED.set(1)
+        self._on_connection(True)
         log.info("connected to broker (session present: %s)", flags.session_present)
         client.subscribe(self._subscriptions())
 
@@ -185,7 +190,7 @@ class MqttLink:
         self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
-        metrics.BROKER_CONNECTED.set(0)
+        self._on_connection(False)
         self.subscribed.clear()
         if rc.is_failure:
             log.warning("lost the broker connection (%s); paho reconnects with backoff", rc)
@@ -203,7 +208,7 @@ class MqttLink:
                     qos=msg.qos,
                     mid=msg.mid,
                     retain=bool(msg.retain),
-                    received_at=datetime.now(UTC),
+                    received_at=self._clock.now(),
                     generation=self._generation,
                 )
             )

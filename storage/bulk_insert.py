@@ -7,7 +7,6 @@ query conversion than in the database). SQLite takes SQLAlchemy Core's executema
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import insert
@@ -16,14 +15,14 @@ from sqlalchemy.orm import Session
 
 from storage.models import InboundMessage, SignIn
 
-MESSAGE_COLUMNS = ("site_id", "device_id", "msg_id", "kind", "device_ts", "received_at", "payload", "result")
+MESSAGE_COLUMNS = ("site_id", "device_id", "msg_id", "kind", "device_ts", "received_at", "payload")
 SIGNIN_COLUMNS = (
     "message_id", "site_id", "device_id", "guard_id", "location_id", "tag_uid", "tapped_at", "received_at", "ok",
     "reason",
 )  # fmt: skip
 _PG_TYPES = {
     "site_id": "int", "device_id": "int", "msg_id": "text", "kind": "text", "device_ts": "timestamptz",
-    "received_at": "timestamptz", "payload": "text", "result": "json", "message_id": "bigint", "guard_id": "int",
+    "received_at": "timestamptz", "payload": "text", "message_id": "bigint", "guard_id": "int",
     "location_id": "int", "tag_uid": "text", "tapped_at": "timestamptz", "ok": "bool", "reason": "text",
 }  # fmt: skip
 
@@ -49,9 +48,7 @@ def insert_messages(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[
     A row whose (device, msg_id) exists already — a redelivery — is skipped by the database."""
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        params = _columns(rows, MESSAGE_COLUMNS)
-        params["result"] = [json.dumps(r, ensure_ascii=False) if r is not None else None for r in params["result"]]
-        result = conn.exec_driver_sql(_PG_MESSAGES, params)
+        result = conn.exec_driver_sql(_PG_MESSAGES, _columns(rows, MESSAGE_COLUMNS))
     else:
         stmt = (
             sqlite.insert(InboundMessage)

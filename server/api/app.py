@@ -5,26 +5,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from core.clock import Clock, SystemClock
 from core.config import Settings
 from server.api.routes import auth, health, live, quarantine, signins, sites
-from server.live import LiveHub, LiveSource
+from server.live import FeedSource, LiveHub
 from storage.db import session_factory
 
 
 def create_app(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] | None = None, live_feed: bool = True
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Clock | None = None,
+    live_feed: Callable[[LiveHub], FeedSource] | None = None,
 ) -> FastAPI:
+    """`live_feed` builds what feeds the live hub (the application wires the broker's out/
+    topics in); without it the WebSocket serves no events."""
     hub = LiveHub()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
-        source = LiveSource(settings, hub) if live_feed else None
+        source = live_feed(hub) if live_feed else None
         if source:
             source.start()
         try:
@@ -42,7 +48,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sessions = session_factory(engine)
-    app.state.clock = clock or (lambda: datetime.now(UTC))
+    app.state.clock = clock or SystemClock()
     app.state.hub = hub
     for module in (health, auth, sites, signins, quarantine, live):
         app.include_router(module.router)

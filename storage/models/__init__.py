@@ -2,6 +2,7 @@
 
 from storage.models.auth import ApiToken, User
 from storage.models.base import Base, UTCDateTime, utcnow
+from storage.models.deadline import DeadlineRow
 from storage.models.ingest import InboundMessage, QuarantinedMessage, SignIn
 from storage.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
 
@@ -9,6 +10,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "Building",
+    "DeadlineRow",
     "Department",
     "Device",
     "Floor",

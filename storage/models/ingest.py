@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, BigId, UTCDateTime
@@ -24,11 +23,11 @@ class InboundMessage(Base):
     device_ts: Mapped[datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     payload: Mapped[str] = mapped_column(Text)  # the JSON exactly as the device sent it
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SignIn(Base):
-    """A guard's tap at a checkpoint (签到), with the verdict the reader was given."""
+    """A guard's tap at a checkpoint (签到), with the verdict the reader was given: the stored effect
+    that a redelivered tap's answer is rebuilt from."""
 
     __tablename__ = "signins"
     __table_args__ = (
@@ -53,6 +52,8 @@ class QuarantinedMessage(Base):
 
     __tablename__ = "quarantine"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # SHA-256 of topic and payload: a redelivered rejection is the same message, kept once
+    dedup_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     topic: Mapped[str] = mapped_column(Text)
     site_code: Mapped[str | None] = mapped_column(String(64))

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from core.clock import FakeClock
 from server.auth import Role
 from storage.db import session_factory, transaction
 from storage.models import Device, InboundMessage, Location, SignIn, Site, Staff
@@ -66,15 +67,15 @@ def test_roles(engine: Engine, client: TestClient, role: Role, path: str, code: 
 
 
 def test_wrong_password_and_expired_token(engine: Engine) -> None:
-    now = [datetime(2026, 11, 28, 8, 0, tzinfo=UTC)]
+    clock = FakeClock()
     client = make_client(engine)
-    client.app.state.clock = lambda: now[0]  # type: ignore[attr-defined]
+    client.app.state.clock = clock  # type: ignore[attr-defined]
     add_user(engine, "wang", Role.CONTROL_ROOM)
     assert client.post("/api/v1/auth/token", json={"username": "wang", "password": "nope"}).status_code == 401
     assert client.post("/api/v1/auth/token", json={"username": "nobody", "password": PASSWORD}).status_code == 401
     headers = login(client, "wang")
     assert client.get("/api/v1/auth/me", headers=headers).json()["role"] == "control_room"
-    now[0] += timedelta(hours=13)
+    clock.advance(timedelta(hours=13))
     assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
 
 
@@ -107,7 +108,6 @@ def _signin(engine: Engine, msg_id: str, guard: str, checkpoint: str, at: dateti
             device_ts=at,
             received_at=at,
             payload="{}",
-            result={},
         )
         s.add(msg)
         s.flush()

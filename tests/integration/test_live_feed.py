@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from starlette.websockets import WebSocketDisconnect
 
+from core.clock import FakeClock
 from core.config import Settings
 from gateway.pipeline import Gateway
 from server.auth import Role
@@ -63,14 +64,14 @@ def test_live_feed_refuses_without_token_or_role(engine: Engine, role: Role | No
 def test_live_feed_ends_when_the_token_expires(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     from server.api.routes import live
 
-    monkeypatch.setattr(live, "RECHECK_S", 0.02)
-    clock = [datetime(2026, 11, 28, 8, 0, tzinfo=UTC)]
+    monkeypatch.setattr(live, "POLL_S", 0.02)  # how often the route looks at the clock, in real time
+    clock = FakeClock()
     with make_client(engine) as client:
-        client.app.state.clock = lambda: clock[0]  # type: ignore[attr-defined]
+        client.app.state.clock = clock  # type: ignore[attr-defined]
         token = token_for(engine, client, Role.CONTROL_ROOM)["Authorization"].split()[1]
         with client.websocket_connect(f"/api/v1/live?token={token}") as ws:
             assert ws.receive_json()["type"] == "hello"
-            clock[0] += timedelta(hours=13)  # past the 12 h token lifetime
+            clock.advance(timedelta(hours=13))  # past the 12 h token lifetime (and the 30 s recheck)
             with pytest.raises(WebSocketDisconnect) as exc:
                 ws.receive_json()
     assert exc.value.code == 1008

@@ -23,7 +23,7 @@ def test_old_telemetry_is_pruned_in_bounded_steps(engine: Engine) -> None:
         ):
             at = NOW - timedelta(days=age_days)
             s.add(InboundMessage(site_id=device.site_id, device_id=device.id, msg_id=f"m{i}", kind=kind,
-                                 device_ts=at, received_at=at, payload="{}", result=None))  # fmt: skip
+                                 device_ts=at, received_at=at, payload="{}"))  # fmt: skip
     cutoff = NOW - timedelta(days=30)
     with transaction(session_factory(engine)) as s:
         assert prune_telemetry(s, cutoff, limit=3) == 3

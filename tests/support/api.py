@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from app.wiring import live_source
 from core.config import Settings
 from server.api.app import create_app
 from server.auth import Role, create_user
@@ -16,7 +17,9 @@ PASSWORD = "correct horse battery"
 
 
 def make_client(engine: Engine, settings: Settings | None = None, live_feed: bool = False) -> TestClient:
-    app = create_app(settings or Settings(_env_file=None), engine, live_feed=live_feed)  # type: ignore[call-arg]
+    """The app on the test database; with `live_feed`, fed from the broker in `settings` as `patrol` wires it."""
+    cfg = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    app = create_app(cfg, engine, live_feed=live_source(cfg) if live_feed else None)
     return TestClient(app)
 
 

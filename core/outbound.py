@@ -1,0 +1,145 @@
+"""What the product says back: the reader's answer and the events under `patrol/v1/{site}/out/…`.
+
+One set of models for the gateway that publishes them, the live feed that forwards them (only what
+validates here reaches a browser) and the API that shows the same things (docs/mqtt-contract.md).
+Extend by adding event types or optional fields, never by changing what a field means.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from core.contract import ID_PATTERN, PREFIX
+
+
+class Name(BaseModel):
+    """A name in both languages the staff use."""
+
+    model_config = ConfigDict(frozen=True)
+    zh: str
+    en: str
+
+
+class ReaderAnswer(BaseModel):
+    """The verdict on a tap, on `…/reader/{device}/ack`, so the reader can beep green or red."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str | None
+    ok: bool
+    reason: str | None = None
+    checkpoint: str | None = None
+    checkpoint_en: str | None = None
+    next: str | None = None
+    guard: str | None = None
+    message: dict[str, str] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return _json(self.model_dump(mode="json", exclude_none=True))
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    omit_none: ClassVar[bool] = False  # leave out fields without a value instead of sending null
+
+
+class SignInEvent(_Event):
+    """One sign-in (签到) with the verdict its reader was given."""
+
+    type: Literal["signin"] = "signin"
+    device: str
+    guard: str | None
+    guard_name: Name | None
+    checkpoint: str | None
+    checkpoint_name: Name | None
+    tag_uid: str
+    ok: bool
+    reason: str | None
+    tapped_at: datetime
+    received_at: datetime
+
+
+class SignInBatch(_Event):
+    """The new sign-ins of one committed batch, on `out/signins`: one message per batch, not per
+    tap, because per-tap messages doubled the gateway's MQTT work."""
+
+    type: Literal["signins"] = "signins"
+    items: list[SignInEvent]
+    path: ClassVar[tuple[str, ...]] = ("signins",)
+
+
+class DeviceStatusEvent(_Event):
+    """A device's newest status, retained on `out/device/{device}/status`; what the device did
+    not report is left out."""
+
+    omit_none: ClassVar[bool] = True
+    type: Literal["device_status"] = "device_status"
+    device: str
+    kind: str
+    online: bool
+    status_at: datetime
+    battery_pct: int | None = None
+    rssi: int | None = None
+    firmware: str | None = None
+
+
+OutEvent = Annotated[SignInBatch | DeviceStatusEvent, Field(discriminator="type")]
+LiveEvent = SignInEvent | DeviceStatusEvent  # what a browser gets: sign-ins one at a time
+_OUT_EVENT: TypeAdapter[SignInBatch | DeviceStatusEvent] = TypeAdapter(OutEvent)
+
+
+def out_topic(site: str, *parts: str) -> str:
+    return "/".join((PREFIX, site, "out", *parts))
+
+
+def event_topic(site: str, event: SignInBatch | DeviceStatusEvent) -> str:
+    """The one place that knows which out/ topic carries which event."""
+    if isinstance(event, DeviceStatusEvent):
+        return out_topic(site, "device", event.device, "status")
+    return out_topic(site, *event.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """An event for a site's out/ topics, decided in a transaction and published after its commit."""
+
+    site: str
+    event: SignInBatch | DeviceStatusEvent
+    retain: bool = False
+
+    @property
+    def topic(self) -> str:
+        return event_topic(self.site, self.event)
+
+    def to_bytes(self) -> bytes:
+        return _json(self.event.model_dump(mode="json", exclude_none=self.event.omit_none))
+
+
+_OUT_TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/out/(?P<rest>.+)$")
+
+
+def parse_out(topic: str, payload: bytes) -> tuple[str, list[LiveEvent]] | None:
+    """(site, events for browsers) from a message on an out/ topic; None for anything that is not
+    a valid out/ event on the topic that should carry it, so nobody can inject text into screens."""
+    m = _OUT_TOPIC.match(topic)
+    if m is None:
+        return None
+    try:
+        event = _OUT_EVENT.validate_json(payload)
+    except ValidationError:
+        return None
+    site = m["site"]
+    if event_topic(site, event) != topic:
+        return None
+    if isinstance(event, SignInBatch):
+        return site, list(event.items)
+    return site, [event]
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", errors="replace")

@@ -1,0 +1,40 @@
+"""Device status (online, battery, signal; the Last Will): the newest observation wins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.ingest import status_supersedes
+from core.outbound import DeviceStatusEvent, Outbound
+from gateway.effects import Effects
+from gateway.handlers.base import Context
+from gateway.messages import Accepted
+from storage.message_log import lock_rows
+from storage.models import Device
+
+
+def handle_status(session: Session, msgs: list[Accepted], ctx: Context) -> Effects:
+    """Not logged by id (status has none); applied in arrival order under the devices' row locks,
+    each only if it is not older than what is held, so a redelivery changes nothing."""
+    effects = Effects()
+    ids = {m.device.id for m in msgs}
+    lock_rows(session, Device, ids)
+    held = {r.id: r.status_at for r in session.execute(select(Device.id, Device.status_at).where(Device.id.in_(ids)))}
+    for m in msgs:
+        status = m.model
+        at = status.ts or m.raw.received_at
+        if not status_supersedes(held.get(m.device.id), at):
+            continue
+        values: dict[str, Any] = {"online": status.online, "status_at": at}
+        for column, value in (("battery_pct", status.battery_pct), ("rssi", status.rssi), ("firmware", status.fw)):
+            if value is not None:
+                values[column] = value
+        session.execute(update(Device).where(Device.id == m.device.id).values(**values))
+        held[m.device.id] = at
+        effects.status_changes += 1
+        event = DeviceStatusEvent(device=m.device.code, kind=m.device.kind, **values)
+        effects.events.append(Outbound(m.device.site_code, event, retain=True))
+    return effects

@@ -1,0 +1,71 @@
+"""The idempotent message log and the stored effects that redeliveries are answered from.
+
+Idempotency comes from the unique (device, msg_id) and INSERT … ON CONFLICT DO NOTHING RETURNING,
+not from a check-then-insert: of two gateways racing on one message, exactly one gets its row back
+and decides its effect; the other finds the effect stored and rebuilds its answer from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from core.taps import TapDecision
+from storage.bulk_insert import insert_messages
+from storage.models import InboundMessage, QuarantinedMessage, SignIn
+
+MessageKey = tuple[int, str]  # (device id, the device's message id)
+
+
+def log_messages(session: Session, rows: list[dict[str, Any]]) -> dict[MessageKey, int]:
+    """Insert the log rows that are new; {(device_id, msg_id): row id} of those this call inserted."""
+    return insert_messages(session, rows) if rows else {}
+
+
+def stored_decisions(session: Session, keys: Iterable[MessageKey]) -> dict[MessageKey, TapDecision]:
+    """The sign-ins already stored for these taps (this transaction's included)."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            InboundMessage.device_id,
+            InboundMessage.msg_id,
+            SignIn.ok,
+            SignIn.reason,
+            SignIn.guard_id,
+            SignIn.location_id,
+        )
+        .join(SignIn, SignIn.message_id == InboundMessage.id)
+        .where(tuple_(InboundMessage.device_id, InboundMessage.msg_id).in_(wanted))
+    )
+    return {(r.device_id, r.msg_id): TapDecision(r.ok, r.reason, r.guard_id, r.location_id) for r in rows}
+
+
+def lock_rows(session: Session, model: Any, ids: Iterable[int]) -> None:
+    """Row locks on what a batch's effects change, always in id order so two gateways locking
+    overlapping sets cannot deadlock. PostgreSQL only: SQLite has one writer at a time anyway."""
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted or session.connection().dialect.name != "postgresql":
+        return
+    session.execute(select(model.id).where(model.id.in_(wanted)).order_by(model.id).with_for_update())
+
+
+def quarantine_key(topic: str, payload: bytes) -> str:
+    """Identity of a rejected delivery: the same bytes on the same topic are the same message."""
+    return hashlib.sha256(topic.encode("utf-8", errors="replace") + b"\x00" + payload).hexdigest()
+
+
+def quarantine(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Keep rejected messages once each; returns the dedup keys this call stored (new ones)."""
+    if not rows:
+        return set()
+    dialect = session.connection().dialect.name
+    ins: Any = postgresql.insert(QuarantinedMessage) if dialect == "postgresql" else sqlite.insert(QuarantinedMessage)
+    stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(QuarantinedMessage.dedup_key)
+    return {key for (key,) in session.execute(stmt, list(rows))}
