@@ -75,3 +75,23 @@ def test_live_feed_ends_when_the_token_expires(engine: Engine, monkeypatch: pyte
             with pytest.raises(WebSocketDisconnect) as exc:
                 ws.receive_json()
     assert exc.value.code == 1008
+
+
+def test_stopping_the_live_feed_does_not_report_the_gateway_disconnected(
+    mosquitto: MosquittoBroker, engine: Engine, gateway: Gateway
+) -> None:
+    """Defect on the spine: the live feed's own broker client set the gateway's connection gauge,
+    so closing the API (or a feed reconnecting) showed the gateway as disconnected."""
+    from prometheus_client import REGISTRY
+
+    def connected() -> float | None:
+        return REGISTRY.get_sample_value("patrol_gateway_broker_connected")
+
+    assert connected() == 1.0
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url)  # type: ignore[call-arg]
+    with make_client(engine, settings, live_feed=True) as client:
+        token = token_for(engine, client, Role.CONTROL_ROOM)["Authorization"].split()[1]
+        with client.websocket_connect(f"/api/v1/live?token={token}") as ws:
+            assert ws.receive_json()["type"] == "hello"
+    # the app's lifespan has ended: its feed left the broker
+    assert connected() == 1.0 and gateway.link.subscribed.is_set()
