@@ -7,14 +7,11 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from core.outbound import Name, SignInEvent
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-
-
-class Name(BaseModel):
-    zh: str
-    en: str
 
 
 class TokenRequest(BaseModel):
@@ -75,20 +72,13 @@ class DevicePublic(BaseModel):
     status_at: datetime | None
 
 
-class SignInPublic(BaseModel):
+class SignInPublic(SignInEvent):
+    """A stored sign-in: the live feed's `signin` event (the same model) with its id, site and the
+    reader's message id."""
+
     id: int
     site: str
-    device: str
     message_id: str
-    guard: str | None
-    guard_name: Name | None
-    checkpoint: str | None
-    checkpoint_name: Name | None
-    tag_uid: str
-    ok: bool
-    reason: str | None
-    tapped_at: datetime
-    received_at: datetime
 
 
 class QuarantinePublic(BaseModel):
