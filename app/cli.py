@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.config import Settings, get_settings
+from server.auth import Role
 
 log = logging.getLogger("patrol")
 DEMO_SITE = Path(__file__).parent / "demo" / "liyuan.yaml"
@@ -94,7 +95,7 @@ def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    from server.auth import Role, UserExistsError, create_user
+    from server.auth import UserExistsError, create_user
     from storage.db import open_database, session_factory, transaction
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
@@ -141,7 +142,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Everything for a first look: schema, the demo site 荔园, a demo login, devices, the API."""
-    from server.auth import Role, create_user, set_password
+    from server.auth import create_user, set_password
     from storage.db import open_database, session_factory, transaction
     from storage.models import User
     from storage.sitefile.load import load_site
@@ -187,9 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="API users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a user")
     add.add_argument("username")
-    add.add_argument(
-        "--role", required=True, choices=["guard", "control_room", "engineer", "supervisor", "manager", "admin"]
-    )
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--name", help="display name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(func=cmd_user_add)
