@@ -7,9 +7,15 @@ database when a site file is loaded or an unknown device shows up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-READER_KINDS = frozenset({"handheld_reader", "fixed_reader"})
-SENSOR_KINDS = frozenset({"water_leak", "gas", "elevator", "electric_leak", "smoke", "door"})
+from core.contract import SensorKind
+
+#: The one list of device kinds: readers here, sensors with their readings' schemas in the contract.
+ReaderKind = Literal["handheld_reader", "fixed_reader"]
+DeviceKind = Literal[ReaderKind, SensorKind]
+READER_KINDS = frozenset(get_args(ReaderKind))
+SENSOR_KINDS = frozenset(get_args(SensorKind))
 
 
 @dataclass(frozen=True, slots=True)

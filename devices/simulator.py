@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.contract import status_topic, tap_topic, telemetry_topic
+from core.directory import READER_KINDS
 from storage.sitefile.schema import DeviceSpec, SiteFile
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class SiteSimulator:
                 start + timedelta(seconds=self.rng.uniform(0, telemetry_every_s)),
             )
             for d in site.devices
-            if d.kind not in ("handheld_reader", "fixed_reader")
+            if d.kind not in READER_KINDS
         ]
         self._announced = False
 

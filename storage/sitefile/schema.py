@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from core.directory import DeviceKind
+
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$"), AfterValidator(str.upper)]
 LocationType = Literal[
@@ -40,9 +42,6 @@ Position = Literal[
     "gardener",
     "accountant",
     "manager",
-]
-DeviceKind = Literal[
-    "handheld_reader", "fixed_reader", "water_leak", "gas", "elevator", "electric_leak", "smoke", "door"
 ]
 
 
