@@ -12,11 +12,14 @@ import uvicorn
 from sqlalchemy import Engine
 
 from app.embedded_broker import EmbeddedBroker
-from app.wiring import live_source
+from app.wiring import deadline_handlers, live_source
+from core.clock import Clock, SystemClock
 from core.config import Settings
+from gateway.housekeeping import ensure_housekeeping
 from gateway.pipeline import Gateway
+from gateway.sweeper import Sweeper
 from server.api.app import create_app
-from storage.db import open_database
+from storage.db import open_database, session_factory, transaction
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ class Runtime:
     engine: Engine
     broker: EmbeddedBroker | None = None
     gateway: Gateway | None = None
+    sweeper: Sweeper | None = None
+    clock: Clock = field(default_factory=SystemClock)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -40,8 +45,17 @@ class Runtime:
             self.broker.start()
 
     def start_gateway(self) -> Gateway:
-        self.gateway = Gateway(self.settings, self.engine)
+        """The gateway and, beside it, the sweeper that fires this database's due deadlines
+        (several gateways may sweep one PostgreSQL: each deadline still fires once)."""
+        self.gateway = Gateway(self.settings, self.engine, clock=self.clock)
         self.gateway.start()
+        sessions = session_factory(self.engine)
+        with transaction(sessions) as session:
+            ensure_housekeeping(session, self.clock.now())
+        self.sweeper = Sweeper(
+            sessions, self.clock, deadline_handlers(self.settings), publish=self.gateway.publish_events
+        )
+        self.sweeper.start()
         return self.gateway
 
     def serve_api(self) -> None:
@@ -68,6 +82,8 @@ class Runtime:
 
     def shutdown(self) -> None:
         self.stop_event.set()
+        if self.sweeper:
+            self.sweeper.stop()
         if self.gateway:
             self.gateway.stop()
         if self.broker:

@@ -1,10 +1,13 @@
-"""How the edges are joined in one process: the HTTP edge's live hub fed by the MQTT edge."""
+"""How the edges are joined in one process: the HTTP edge's live hub fed by the MQTT edge, and
+which deadline kinds this process's sweeper knows how to fire."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from core.config import Settings
+from core.deadlines import DeadlineHandler
+from gateway.housekeeping import housekeeping_handlers
 from gateway.live_source import LiveSource
 from server.live import FeedSource, LiveHub
 
@@ -16,3 +19,8 @@ def live_source(settings: Settings) -> Callable[[LiveHub], FeedSource]:
         return LiveSource(settings, hub.publish_threadsafe)
 
     return build
+
+
+def deadline_handlers(settings: Settings) -> dict[str, DeadlineHandler]:
+    """Every deadline kind and its handler (patrol rounds, alarms and tickets add theirs here)."""
+    return {**housekeeping_handlers(settings.telemetry_retention_days)}
