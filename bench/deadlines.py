@@ -10,7 +10,9 @@ ahead, fired by the real `gateway.sweeper.Sweeper` (SystemClock) in this process
 inserts one row, in the sweep's transaction. The ingest run adds the gateway (`python -m app.cli
 gateway`, a subprocess) with taps published at `--rate`/s through a private Mosquitto by another
 process. The gateway uses a second database on the same PostgreSQL server: it shares the server's
-CPU, WAL and disk, while its own deadline sweeper (once wired in) cannot take the bench's deadlines.
+CPU, WAL and disk, and its own sweeper (which knows only production kinds) stays out of the way.
+What this leaves out: in production the sweeper runs inside the gateway's process and shares its
+interpreter lock with ingestion.
 
 Lag per deadline: claimed = fired_at − due_at (the sweeper's clock when it claimed it); committed =
 the time its sweep committed − due_at (what any other reader can first see).
