@@ -11,7 +11,7 @@ from storage.db import make_engine, migrate, session_factory, transaction
 from storage.sitefile.load import load_site
 from storage.sitefile.parse import parse_site_file
 from storage.sitefile.schema import SiteFile
-from tests.support.databases import database
+from tests.support.databases import DatabaseTemplates, database
 from tests.support.mosquitto import MosquittoBroker
 
 
@@ -28,18 +28,49 @@ def mosquitto() -> Iterator[MosquittoBroker]:
     broker.cleanup()
 
 
+@pytest.fixture(scope="session")
+def db_templates(tmp_path_factory: pytest.TempPathFactory, demo_site: SiteFile) -> Iterator[DatabaseTemplates]:
+    """Per run and per backend, one database migrated (with the migrations on disk now) holding the demo site."""
+
+    def prepare(url: str) -> None:
+        eng = make_engine(url)
+        try:
+            migrate(eng)
+            with transaction(session_factory(eng)) as session:
+                load_site(session, demo_site)
+        finally:
+            eng.dispose()
+
+    templates = DatabaseTemplates(tmp_path_factory.mktemp("db-templates"), prepare)
+    try:
+        yield templates
+    finally:
+        templates.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database(request.param, tmp_path) as url:
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """The backend of this test's databases: every test using `db_url`, `engine` or `empty_db_url` runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_kind: str, db_templates: DatabaseTemplates, tmp_path: Path) -> Iterator[str]:
+    """URL of this test's own database, already migrated and holding the demo site 荔园 (a copy of the template)."""
+    with db_templates.clone(db_kind, tmp_path) as url:
         yield url
 
 
 @pytest.fixture
-def engine(db_url: str, demo_site: SiteFile) -> Iterator[Engine]:
-    """A migrated database holding the demo site 荔园."""
+def empty_db_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database of this test's own, for tests that migrate or load a site themselves."""
+    with database(db_kind, tmp_path / "empty") as url:
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on `db_url`: a migrated database holding the demo site 荔园."""
     eng = make_engine(db_url)
-    migrate(eng)
-    with transaction(session_factory(eng)) as session:
-        load_site(session, demo_site)
     yield eng
     eng.dispose()

@@ -12,8 +12,8 @@ from storage.models import Base
 pytestmark = pytest.mark.integration
 
 
-def test_models_and_migrations_agree(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_models_and_migrations_agree(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     try:
         migrate(engine)
         migrate(engine)  # a second start finds nothing to do

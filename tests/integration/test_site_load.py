@@ -56,13 +56,13 @@ def _site_load(db_url: str, path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_cli_loads_a_file_and_reports_a_bad_one(db_url: str, tmp_path: Path) -> None:
-    ok = _site_load(db_url, DEMO_SITE)
+def test_cli_loads_a_file_and_reports_a_bad_one(empty_db_url: str, tmp_path: Path) -> None:
+    ok = _site_load(empty_db_url, DEMO_SITE)
     assert ok.returncode == 0, ok.stderr
     assert "created" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(DEMO_SITE.read_text(encoding="utf-8").replace("type: pipe_well", "type: pipe-well", 1))
-    out = _site_load(db_url, bad)
+    out = _site_load(empty_db_url, bad)
     assert out.returncode == 1
     assert "line " in out.stderr and "type" in out.stderr and "nothing was loaded" in out.stderr
 

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,6 +26,29 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+T = TypeVar("T")
+
+
+def wait_quiet(read: Callable[[], T], quiet_s: float = 0.5, timeout: float = 20.0, what: str = "value") -> T:
+    """Poll `read` until its value has not changed for `quiet_s` and return that value.
+
+    For waiting until another process or thread has gone idle (not a stand-in for a clock): after waiting for a
+    count to reach at least N, assert `wait_quiet(count) == N` so that a late extra row is seen, not slipped past."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    since = time.monotonic()
+    while True:
+        time.sleep(0.05)
+        latest = read()
+        now = time.monotonic()
+        if latest != value:
+            value, since = latest, now
+        elif now - since >= quiet_s:
+            return value
+        if now > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} to stop changing (last {value!r})")
 
 
 class Peer:
