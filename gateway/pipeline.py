@@ -65,7 +65,6 @@ class Gateway:
         self._answerer = threading.Thread(target=self._answer, name="gateway-answers", daemon=True)
         self._directory = Directory()
         self._directory_at = -DIRECTORY_MAX_AGE_S  # clock.monotonic() of the last load (also rate-limits reloads)
-        self._in_hand = 0  # messages taken from the inbox and not yet answered and acked
         self.handled = 0  # device messages (not our own echoes) committed since start
 
     def _mqtt_link(self, sink: Sink, filters: Filters) -> Link:
@@ -90,10 +89,6 @@ class Gateway:
             self._answerer.join(timeout)
         self.link.stop()
 
-    def idle(self) -> bool:
-        """Nothing received is waiting, being committed or unanswered (for tests and shutdown)."""
-        return self._inbox.empty() and self._in_hand == 0
-
     def pump(self) -> int:
         """Process everything received so far on the caller's thread: decode, commit, answer, ack.
         For component tests, which drive the pipeline without threads and in simulated time."""
@@ -102,7 +97,6 @@ class Gateway:
             self._reload_directory()
         while not self._inbox.empty():
             batch = collect(self._inbox, self._settings.batch_max_size, 0.0, idle_poll_s=0.0, max_gap_s=0.0)
-            self._in_hand += len(batch)
             committed = self._process(batch)
             if committed is not None:
                 self._deliver(committed)
@@ -136,7 +130,6 @@ class Gateway:
             # last batch was big): fill batches for the whole wait, fewer commits per message.
             gap = wait if last_size >= BUSY_BATCH else s.batch_max_gap_ms / 1000
             batch = collect(self._inbox, s.batch_max_size, wait, max_gap_s=gap, monotonic=self._clock.monotonic)
-            self._in_hand += len(batch)
             last_size = len(batch)
             metrics.QUEUE_DEPTH.set(self._inbox.qsize())
             try:
@@ -166,16 +159,19 @@ class Gateway:
             self._deliver(item)
 
     def _deliver(self, committed: Committed) -> None:
+        """Answers and events first, then the acks. One publication that cannot be sent is logged
+        and skipped: the effects are committed, and holding the acks back would stall the session."""
         batch, effects = committed
-        try:
-            for pub in effects.publications():
+        for pub in effects.publications():
+            try:
                 self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
-            for msg in batch:
+            except Exception:
+                log.exception("could not publish to %s (%d bytes)", pub.topic, len(pub.payload))
+        for msg in batch:
+            try:
                 self.link.ack(msg)
-        except Exception:  # the effects are committed; never let one bad answer stop the acks
-            log.exception("could not answer a committed batch of %d messages", len(batch))
-        finally:
-            self._in_hand -= len(batch)
+            except Exception:
+                log.exception("could not ack mid=%s topic=%s", msg.mid, msg.topic)
 
     def _decode_one(self, raw: Received) -> Accepted | Rejected | None:
         try:
