@@ -185,3 +185,18 @@ def test_a_handler_that_raises_costs_only_its_own_message(engine: Engine, db_url
     assert [(r, "poison event" in d) for r, d in kept] == [("internal_error", True)]
     assert [a["ok"] for _, a in rig.link.published(ACK)] == [True]
     assert sorted(rig.link.acked) == [1, 2, 3]
+
+
+def test_a_publication_that_cannot_be_sent_does_not_hold_back_the_acks(
+    rig: Rig, demo_site: SiteFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The effect is committed; an unsendable answer is logged, and the session keeps moving."""
+
+    def broken(topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        raise ValueError("the link refuses this publication")
+
+    monkeypatch.setattr(rig.link, "publish", broken)
+    rig.link.inject(TAP, _tap("r-6", _tag(demo_site)))
+    rig.gateway.pump()
+    assert rig.link.acked == [1]
+    assert rig.count(select(func.count()).select_from(SignIn)) == 1
