@@ -1,6 +1,6 @@
 """Imports run one way only: app -> gateway | server | devices -> storage -> core.
 
-DESIGN.md's layers keep the core pure: it imports no database, MQTT, HTTP, broker or metrics
+The layers (docs/architecture.md) keep the core pure: it imports no database, MQTT, HTTP, broker or metrics
 framework and nothing else from the project, so the rules in it are tested without a broker or a
 database. storage knows no edge framework, and the three edges (gateway, server, devices) never
 import each other, so each can change or be deployed without the others.
