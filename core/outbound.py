@@ -7,11 +7,10 @@ Extend by adding event types or optional fields, never by changing what a field 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -40,7 +39,7 @@ class ReaderAnswer(BaseModel):
     message: dict[str, str] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return _json(self.model_dump(mode="json", exclude_none=True))
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
 
 
 class _Event(BaseModel):
@@ -117,7 +116,9 @@ class Outbound:
         return event_topic(self.site, self.event)
 
     def to_bytes(self) -> bytes:
-        return _json(self.event.model_dump(mode="json", exclude_none=self.event.omit_none))
+        """Compact UTF-8 JSON (names stay readable Chinese), serialised by pydantic-core: this runs
+        for every tap, and is several times faster than dumping to dicts and then to JSON."""
+        return self.event.model_dump_json(exclude_none=self.event.omit_none).encode("utf-8")
 
 
 _OUT_TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/out/(?P<rest>.+)$")
@@ -140,6 +141,3 @@ def parse_out(topic: str, payload: bytes) -> tuple[str, list[LiveEvent]] | None:
         return site, list(event.items)
     return site, [event]
 
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", errors="replace")
