@@ -25,7 +25,7 @@ from core.outbound import Outbound
 from gateway import metrics
 from gateway.batching import collect
 from gateway.decode import decode
-from gateway.effects import Effects
+from gateway.effects import Effects, Publication
 from gateway.handlers import HANDLERS, Context, Handler, apply_batch
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DIRECTORY_MAX_AGE_S = 30.0
 DIRECTORY_MIN_RELOAD_S = 2.0
 BUSY_BATCH = 100
-Committed = tuple[list[Received], Effects]
+Committed = tuple[list[Received], list[Publication]]  # a committed batch and what to publish for it
 
 
 class Gateway:
@@ -106,7 +106,7 @@ class Gateway:
     def publish_events(self, events: Sequence[Outbound]) -> None:
         """Events decided elsewhere (the deadline sweeper), published in order with the answers."""
         if events:
-            self._answers.put(([], Effects(events=list(events))))
+            self._answers.put(([], Effects(events=list(events)).publications()))
 
     def _reload_directory(self) -> None:
         with self._sessions() as session:
@@ -149,7 +149,8 @@ class Gateway:
             return None  # stopping with the batch uncommitted: unacked, the broker will redeliver it
         self.handled += len(accepted) + len(rejected)
         _count(batch, accepted, effects)
-        return batch, effects
+        # serialised here, so the answer queue holds bytes, not thousands of model objects
+        return batch, effects.publications()
 
     def _answer(self) -> None:
         while True:
@@ -161,8 +162,8 @@ class Gateway:
     def _deliver(self, committed: Committed) -> None:
         """Answers and events first, then the acks. One publication that cannot be sent is logged
         and skipped: the effects are committed, and holding the acks back would stall the session."""
-        batch, effects = committed
-        for pub in effects.publications():
+        batch, publications = committed
+        for pub in publications:
             try:
                 self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
             except Exception:
