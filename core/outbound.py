@@ -140,4 +140,3 @@ def parse_out(topic: str, payload: bytes) -> tuple[str, list[LiveEvent]] | None:
     if isinstance(event, SignInBatch):
         return site, list(event.items)
     return site, [event]
-
