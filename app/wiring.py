@@ -23,4 +23,4 @@ def live_source(settings: Settings) -> Callable[[LiveHub], FeedSource]:
 
 def deadline_handlers(settings: Settings) -> dict[str, DeadlineHandler]:
     """Every deadline kind and its handler (patrol rounds, alarms and tickets add theirs here)."""
-    return {**housekeeping_handlers(settings.telemetry_retention_days)}
+    return housekeeping_handlers(settings.telemetry_retention_days)

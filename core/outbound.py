@@ -43,8 +43,15 @@ class ReaderAnswer(BaseModel):
 
 
 class _Event(BaseModel):
+    """An out/ event knows its own topic under `out/`, whether the broker keeps it (retained) and
+    whether fields without a value are left out instead of sent as null."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
-    omit_none: ClassVar[bool] = False  # leave out fields without a value instead of sending null
+    omit_none: ClassVar[bool] = False
+    retained: ClassVar[bool] = False
+
+    def topic_path(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
 
 class SignInEvent(_Event):
@@ -69,7 +76,9 @@ class SignInBatch(_Event):
 
     type: Literal["signins"] = "signins"
     items: list[SignInEvent]
-    path: ClassVar[tuple[str, ...]] = ("signins",)
+
+    def topic_path(self) -> tuple[str, ...]:
+        return ("signins",)
 
 
 class DeviceStatusEvent(_Event):
@@ -77,6 +86,7 @@ class DeviceStatusEvent(_Event):
     not report is left out."""
 
     omit_none: ClassVar[bool] = True
+    retained: ClassVar[bool] = True
     type: Literal["device_status"] = "device_status"
     device: str
     kind: str
@@ -85,6 +95,9 @@ class DeviceStatusEvent(_Event):
     battery_pct: int | None = None
     rssi: int | None = None
     firmware: str | None = None
+
+    def topic_path(self) -> tuple[str, ...]:
+        return ("device", self.device, "status")
 
 
 OutEvent = Annotated[SignInBatch | DeviceStatusEvent, Field(discriminator="type")]
@@ -97,10 +110,7 @@ def out_topic(site: str, *parts: str) -> str:
 
 
 def event_topic(site: str, event: SignInBatch | DeviceStatusEvent) -> str:
-    """The one place that knows which out/ topic carries which event."""
-    if isinstance(event, DeviceStatusEvent):
-        return out_topic(site, "device", event.device, "status")
-    return out_topic(site, *event.path)
+    return out_topic(site, *event.topic_path())
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +119,14 @@ class Outbound:
 
     site: str
     event: SignInBatch | DeviceStatusEvent
-    retain: bool = False
 
     @property
     def topic(self) -> str:
         return event_topic(self.site, self.event)
+
+    @property
+    def retain(self) -> bool:
+        return self.event.retained
 
     def to_bytes(self) -> bytes:
         """Compact UTF-8 JSON (names stay readable Chinese), serialised by pydantic-core: this runs
@@ -122,6 +135,10 @@ class Outbound:
 
 
 _OUT_TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/out/(?P<rest>.+)$")
+
+
+def is_out_topic(topic: str) -> bool:
+    return _OUT_TOPIC.match(topic) is not None
 
 
 def parse_out(topic: str, payload: bytes) -> tuple[str, list[LiveEvent]] | None:

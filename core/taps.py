@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.contract import Reason
-from core.directory import DeviceEntry, Directory
+from core.directory import DeviceEntry, Directory, Named
 from core.i18n import reason_message
 from core.outbound import Name, ReaderAnswer, SignInEvent
 
@@ -24,11 +24,16 @@ class TapDecision:
     guard_id: int | None
     location_id: int | None
 
+    def _names(self, directory: Directory) -> tuple[Named | None, Named | None]:
+        """(checkpoint, guard) as the directory names them now."""
+        place = directory.locations.get(self.location_id) if self.location_id else None
+        guard = directory.staff.get(self.guard_id) if self.guard_id else None
+        return place, guard
+
     def answer(self, msg_id: str | None, directory: Directory) -> ReaderAnswer:
         """The reader's answer, the same for the first delivery and every redelivery, because it is
         made from the stored decision, never decided again."""
-        place = directory.locations.get(self.location_id) if self.location_id else None
-        guard = directory.staff.get(self.guard_id) if self.guard_id else None
+        place, guard = self._names(directory)
         return ReaderAnswer(
             id=msg_id,
             ok=self.ok,
@@ -42,8 +47,7 @@ class TapDecision:
     def event(
         self, device: str, tag_uid: str, tapped_at: datetime, received_at: datetime, directory: Directory
     ) -> SignInEvent:
-        place = directory.locations.get(self.location_id) if self.location_id else None
-        guard = directory.staff.get(self.guard_id) if self.guard_id else None
+        place, guard = self._names(directory)
         return SignInEvent(
             device=device,
             guard=guard.code if guard else None,

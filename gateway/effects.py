@@ -40,21 +40,17 @@ class Effects:
 
     replies: list[Reply] = field(default_factory=list)
     events: list[Outbound] = field(default_factory=list)
-    logged: int = 0  # new rows in the message log
     duplicates: int = 0  # redelivered or re-sent messages given no new effect
     signins: int = 0
     signins_refused: int = 0
-    status_changes: int = 0
     quarantined: list[Rejected] = field(default_factory=list)  # newly kept; repeats are duplicates
 
     def merge(self, other: Effects) -> Effects:
         self.replies += other.replies
         self.events += other.events
-        self.logged += other.logged
         self.duplicates += other.duplicates
         self.signins += other.signins
         self.signins_refused += other.signins_refused
-        self.status_changes += other.status_changes
         self.quarantined += other.quarantined
         return self
 

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from core.deadlines import Deadline, DeadlineHandler
 from core.outbound import Outbound
-from storage.deadlines import prune_finished, schedule
-from storage.retention import prune_telemetry
+from storage.deadlines import schedule
+from storage.retention import prune_finished_deadlines, prune_telemetry
 
 log = logging.getLogger(__name__)
 PRUNE_TELEMETRY = "housekeeping.prune_telemetry"
@@ -55,7 +55,7 @@ def housekeeping_handlers(retention_days: int) -> dict[str, DeadlineHandler]:
     retention = timedelta(days=retention_days)
     return {
         PRUNE_TELEMETRY: _bounded_prune("telemetry messages", prune_telemetry, retention),
-        PRUNE_DEADLINES: _bounded_prune("finished deadlines", prune_finished, retention),
+        PRUNE_DEADLINES: _bounded_prune("finished deadlines", prune_finished_deadlines, retention),
     }
 
 

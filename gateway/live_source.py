@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from core.config import Settings
 from core.contract import PREFIX
-from core.outbound import LiveEvent, parse_out
+from core.outbound import LiveEvent, is_out_topic, parse_out
+from gateway import metrics
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
 
@@ -29,7 +30,6 @@ class LiveSource:
 
     def __init__(self, settings: Settings, deliver: Deliver) -> None:
         self._deliver = deliver
-        self.ignored = 0
         self._link = MqttLink(
             settings,
             self._on_message,
@@ -48,7 +48,8 @@ class LiveSource:
     def _on_message(self, msg: Received) -> None:
         parsed = parse_out(msg.topic, msg.payload)
         if parsed is None:
-            self.ignored += 1
+            if is_out_topic(msg.topic):  # someone else publishing under out/ is worth an operator's look
+                metrics.LIVE_IGNORED.inc()
             log.debug("not an out/ event, not forwarded: %s", msg.topic)
             return
         site, events = parsed

@@ -20,3 +20,6 @@ COMMIT_SECONDS = Histogram(
 BATCH_FAILURES = Counter("patrol_batch_failures_total", "Batches whose transaction failed and was retried")
 QUEUE_DEPTH = Gauge("patrol_gateway_queue_depth", "Messages received but not yet committed")
 BROKER_CONNECTED = Gauge("patrol_gateway_broker_connected", "1 while the gateway is connected to the broker")
+LIVE_IGNORED = Counter(
+    "patrol_live_events_ignored_total", "Messages under out/ that are not valid out/ events: not forwarded to screens"
+)

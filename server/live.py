@@ -26,8 +26,9 @@ class FeedSource(Protocol):
 
 
 def as_message(site: str, event: LiveEvent) -> dict[str, Any]:
-    """What a browser receives: the event as the contract models it, with its site."""
-    return {**event.model_dump(mode="json"), "site": site}
+    """What a browser receives: the event as it is published under out/ (fields left out alike),
+    with its site."""
+    return {**event.model_dump(mode="json", exclude_none=event.omit_none), "site": site}
 
 
 class LiveHub:

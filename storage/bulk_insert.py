@@ -46,6 +46,8 @@ def _columns(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, 
 def insert_messages(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[int, str], int]:
     """Insert what is new; return {(device_id, msg_id): id} of the rows this call inserted.
     A row whose (device, msg_id) exists already — a redelivery — is skipped by the database."""
+    if not rows:
+        return {}
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         result = conn.exec_driver_sql(_PG_MESSAGES, _columns(rows, MESSAGE_COLUMNS))

@@ -21,12 +21,12 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.deadlines import Deadline, DeadlineState, check_key, next_attempt
+from storage.db import upsert_insert
 from storage.models import DeadlineRow
 from storage.models.deadline import PENDING_ONLY
 
@@ -57,8 +57,7 @@ def schedule(
     pending it is MOVED to `due_at` with the new payload and a fresh retry count; with
     `replace=False` it is kept as it is and None is returned (for "schedule unless scheduled")."""
     check_key(kind, subject)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(_T).values(
+    stmt = upsert_insert(session, _T).values(
         kind=kind,
         subject=subject,
         due_at=due_at,
@@ -152,26 +151,3 @@ def next_due(session: Session, kinds: Collection[str]) -> datetime | None:
     """The earliest due time of any pending deadline of `kinds` (also ones other sweepers hold now)."""
     stmt = select(func.min(_T.due_at)).where(_T.state == PENDING, _T.kind.in_(list(kinds)))
     return session.execute(stmt).scalar_one_or_none()
-
-
-def find_pending(session: Session, kind: str, subject: str) -> Deadline | None:
-    """The pending (kind, subject) deadline, if any."""
-    row = session.execute(
-        select(*_COLUMNS).where(_T.kind == kind, _T.subject == subject, _T.state == PENDING)
-    ).one_or_none()
-    return _deadline(row) if row is not None else None
-
-
-def prune_finished(session: Session, older_than: datetime, limit: int = 10_000) -> int:
-    """Delete up to `limit` fired or cancelled deadlines that finished before `older_than`; failed
-    ones stay until an operator has looked. Bounded like retention.prune_telemetry."""
-    finished = (DeadlineState.FIRED.value, DeadlineState.CANCELLED.value)
-    doomed = (
-        select(_T.id)
-        .where(_T.state.in_(finished), _T.due_at < older_than, _T.updated_at < older_than)
-        .order_by(_T.id)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    result = session.execute(delete(_T).where(_T.id.in_(doomed)).execution_options(**_NO_SYNC))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

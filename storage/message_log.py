@@ -12,19 +12,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.taps import TapDecision
-from storage.bulk_insert import insert_messages
+from storage.db import upsert_insert
 from storage.models import InboundMessage, QuarantinedMessage, SignIn
 
 MessageKey = tuple[int, str]  # (device id, the device's message id)
-
-
-def log_messages(session: Session, rows: list[dict[str, Any]]) -> dict[MessageKey, int]:
-    """Insert the log rows that are new; {(device_id, msg_id): row id} of those this call inserted."""
-    return insert_messages(session, rows) if rows else {}
 
 
 def stored_decisions(session: Session, keys: Iterable[MessageKey]) -> dict[MessageKey, TapDecision]:
@@ -65,7 +59,9 @@ def quarantine(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Keep rejected messages once each; returns the dedup keys this call stored (new ones)."""
     if not rows:
         return set()
-    dialect = session.connection().dialect.name
-    ins: Any = postgresql.insert(QuarantinedMessage) if dialect == "postgresql" else sqlite.insert(QuarantinedMessage)
-    stmt = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(QuarantinedMessage.dedup_key)
+    stmt = (
+        upsert_insert(session, QuarantinedMessage)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(QuarantinedMessage.dedup_key)
+    )
     return {key for (key,) in session.execute(stmt, list(rows))}

@@ -1,4 +1,5 @@
-"""Keeping the relational store bounded: raw sensor readings age out, sign-ins and events never do.
+"""Keeping the relational store bounded: raw sensor readings and finished deadlines age out;
+sign-ins and events never do.
 
 The embedded default keeps telemetry in SQL (DESIGN.md); without a limit a demo site's 57 sensors
 would add half a million rows a day.
@@ -7,22 +8,32 @@ would add half a million rows a day.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
-from storage.models import InboundMessage
+from core.deadlines import DeadlineState
+from storage.models import DeadlineRow, InboundMessage
+
+
+def delete_bounded(session: Session, model: Any, *where: ColumnElement[bool], limit: int) -> int:
+    """Delete up to `limit` rows of `model` matching `where`, oldest id first; returns how many.
+    Bounded so one call never holds the write lock long; call again while it returns `limit`."""
+    doomed = select(model.id).where(*where).order_by(model.id).limit(limit).scalar_subquery()
+    stmt = delete(model).where(model.id.in_(doomed)).execution_options(synchronize_session=False)
+    return int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
 
 
 def prune_telemetry(session: Session, older_than: datetime, limit: int = 10_000) -> int:
-    """Delete up to `limit` telemetry messages received before `older_than`; returns how many.
-    Bounded so one call never holds the write lock long; call again while it returns `limit`."""
-    doomed = (
-        select(InboundMessage.id)
-        .where(InboundMessage.kind == "telemetry", InboundMessage.received_at < older_than)
-        .order_by(InboundMessage.id)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    result = session.execute(delete(InboundMessage).where(InboundMessage.id.in_(doomed)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Raw readings received before `older_than`, `limit` at a time."""
+    m = InboundMessage
+    return delete_bounded(session, m, m.kind == "telemetry", m.received_at < older_than, limit=limit)
+
+
+def prune_finished_deadlines(session: Session, older_than: datetime, limit: int = 10_000) -> int:
+    """Fired or cancelled deadlines finished before `older_than`, `limit` at a time; failed ones
+    stay until an operator has looked."""
+    d = DeadlineRow
+    finished = d.state.in_((DeadlineState.FIRED.value, DeadlineState.CANCELLED.value))
+    return delete_bounded(session, d, finished, d.due_at < older_than, d.updated_at < older_than, limit=limit)

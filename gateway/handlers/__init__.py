@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy.orm import Session
 
 from gateway.effects import Effects
@@ -27,15 +29,14 @@ def apply_batch(
     accepted: list[Accepted],
     rejected: list[Rejected],
     ctx: Context,
-    handlers: dict[str, Handler] | None = None,
+    handlers: Mapping[str, Handler],
 ) -> Effects:
-    """Every message of a decoded batch, by kind, inside the caller's transaction."""
-    table = HANDLERS if handlers is None else handlers
+    """Every message of a decoded batch, by kind (`HANDLERS`, or a test's), inside the caller's transaction."""
     effects = handle_rejected(session, rejected)
     by_channel: dict[str, list[Accepted]] = {}
     for msg in accepted:
         by_channel.setdefault(msg.channel, []).append(msg)
-    for channel, handler in table.items():
+    for channel, handler in handlers.items():
         if channel in by_channel:
             effects.merge(handler(session, by_channel.pop(channel), ctx))
     if by_channel:  # decode only accepts the contract's channels: this is a bug, not bad input

@@ -12,7 +12,8 @@ from core.directory import Directory
 from core.ingest import first_of_each
 from gateway.effects import Effects
 from gateway.messages import Accepted
-from storage.message_log import MessageKey, log_messages
+from storage.bulk_insert import insert_messages
+from storage.message_log import MessageKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,6 @@ def log_new(session: Session, msgs: list[Accepted], effects: Effects) -> dict[Me
         }
         for m in first_of_each(msgs, key)
     ]
-    new = log_messages(session, rows)
-    effects.logged += len(new)
+    new = insert_messages(session, rows)
     effects.duplicates += len(msgs) - len(new)
     return new

@@ -34,7 +34,6 @@ def handle_status(session: Session, msgs: list[Accepted], ctx: Context) -> Effec
                 values[column] = value
         session.execute(update(Device).where(Device.id == m.device.id).values(**values))
         held[m.device.id] = at
-        effects.status_changes += 1
         event = DeviceStatusEvent(device=m.device.code, kind=m.device.kind, **values)
-        effects.events.append(Outbound(m.device.site_code, event, retain=True))
+        effects.events.append(Outbound(m.device.site_code, event))
     return effects

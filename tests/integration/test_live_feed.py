@@ -17,7 +17,7 @@ from server.auth import Role
 from storage.sitefile.schema import SiteFile
 from tests.support.api import make_client, token_for
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import Peer
+from tests.support.mqtt import Peer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]  # a WebSocket receive has no timeout of its own
 
@@ -95,3 +95,33 @@ def test_stopping_the_live_feed_does_not_report_the_gateway_disconnected(
             assert ws.receive_json()["type"] == "hello"
     # the app's lifespan has ended: its feed left the broker
     assert connected() == 1.0 and gateway.link.subscribed.is_set()
+
+
+def test_what_is_not_an_out_event_is_counted_and_not_forwarded(
+    mosquitto: MosquittoBroker, engine: Engine, peer: Peer
+) -> None:
+    """Any client able to publish under out/ must not write into control-room screens. Retained, so
+    the feed's subscriber gets the fake however late it subscribes, and before the real one."""
+    from prometheus_client import REGISTRY
+
+    def ignored() -> float:
+        return REGISTRY.get_sample_value("patrol_live_events_ignored_total") or 0.0
+
+    fake, real = "patrol/v1/liyuan/out/signins", "patrol/v1/liyuan/out/device/rdr-h05/status"
+    status = {"type": "device_status", "device": "rdr-h05", "kind": "handheld_reader", "online": True,
+              "status_at": "2026-11-28T08:00:00Z"}  # fmt: skip
+    before = ignored()
+    peer.publish(fake, b"<script>alert(1)</script>", retain=True)
+    peer.publish(real, status, retain=True)
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url)  # type: ignore[call-arg]
+    try:
+        with make_client(engine, settings, live_feed=True) as client:
+            token = token_for(engine, client, Role.CONTROL_ROOM)["Authorization"].split()[1]
+            with client.websocket_connect(f"/api/v1/live?token={token}") as ws:
+                assert ws.receive_json()["type"] == "hello"
+                peer.publish(real, status)  # in case the feed subscribed (and got the retained ones) before we joined
+                assert ws.receive_json() == {**status, "site": "liyuan"}, "the fake came first or was forwarded"
+                wait_until(lambda: ignored() == before + 1, what="the fake counted")
+    finally:
+        peer.publish(fake, b"", retain=True)
+        peer.publish(real, b"", retain=True)
