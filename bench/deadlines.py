@@ -9,8 +9,8 @@ Each run: 10,000 pending deadlines, due evenly over `--spread` seconds starting 
 ahead, fired by the real `gateway.sweeper.Sweeper` (SystemClock) in this process; the handler
 inserts one row, in the sweep's transaction. The ingest run adds the gateway (`python -m app.cli
 gateway`, a subprocess) with taps published at `--rate`/s through a private Mosquitto by another
-process. The gateway uses a second database on the same PostgreSQL server: it shares the server's
-CPU, WAL and disk, and its own sweeper (which knows only production kinds) stays out of the way.
+process. The gateway runs on the same database, as in production; its own sweeper claims only the
+kinds it knows, so the bench's kind is left to the bench's sweeper.
 What this leaves out: in production the sweeper runs inside the gateway's process and shares its
 interpreter lock with ingestion.
 
@@ -33,21 +33,19 @@ if str(REPO) not in sys.path:  # `tests.support` is not an installed package
 import argparse  # noqa: E402
 import math  # noqa: E402
 import multiprocessing as mp  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
-from sqlalchemy import Engine, insert, text  # noqa: E402
+from sqlalchemy import Engine, delete, insert, text  # noqa: E402
 
 from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess  # noqa: E402
 from bench.ingest import prepare_database  # noqa: E402
-from bench.mqtt_load import Publisher, tap_messages  # noqa: E402
-from bench.progress import log  # noqa: E402
+from bench.mqtt_load import Publisher, paced, tap_messages  # noqa: E402
+from bench.progress import log, work_dir  # noqa: E402
 from bench.report import fmt, machine_line  # noqa: E402
 from bench.runs import percentile, signin_count  # noqa: E402
 from core.clock import SystemClock  # noqa: E402
@@ -62,6 +60,10 @@ from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 
 KIND = "bench.touch"
 EFFECT = text("INSERT INTO bench_effects (deadline_id) VALUES (:d)")
+FIRED_COUNT = text(f"SELECT count(*) FROM deadlines WHERE state = 'fired' AND kind = '{KIND}'")
+FIRED_LAGS = text(
+    f"SELECT EXTRACT(EPOCH FROM fired_at - due_at) FROM deadlines WHERE state = 'fired' AND kind = '{KIND}'"
+)
 
 
 class TimedSweeper(Sweeper):
@@ -102,10 +104,7 @@ def paced_taps(port: int, rate: int, seconds: float, tags: list[str], out: Any) 
     publisher's work does not share the sweeper's interpreter lock."""
     publisher = Publisher(port, "dl-taps")
     total, start = int(rate * seconds), time.monotonic()
-    for i, (_id, topic, payload) in enumerate(tap_messages("dlt", total, tags)):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # pacing the offered rate
+    for _id, topic, payload in paced(tap_messages("dlt", total, tags), rate):
         publisher.publish(topic, payload)
     publisher.close()
     out.put((total, time.monotonic() - start))
@@ -115,7 +114,7 @@ def run_deadlines(engine: Engine, sweeper: TimedSweeper, res: RunResult, args: a
     """Schedule N deadlines due over the spread, wait until all fired (bounded), collect the lags."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM bench_effects"))
-        conn.execute(text("DELETE FROM deadlines"))
+        conn.execute(delete(DeadlineRow).where(DeadlineRow.kind == KIND))
     sweeper.commit_lag_s.clear()
     n, lead = args.deadlines, 3.0
     start = datetime.now(UTC) + timedelta(seconds=lead)
@@ -133,7 +132,7 @@ def run_deadlines(engine: Engine, sweeper: TimedSweeper, res: RunResult, args: a
     give_up = started + lead + args.spread + args.timeout
     while time.monotonic() < give_up:
         with engine.connect() as conn:
-            res.fired = conn.execute(text("SELECT count(*) FROM deadlines WHERE state = 'fired'")).scalar_one()
+            res.fired = conn.execute(FIRED_COUNT).scalar_one()
         if res.fired >= n:
             break
         time.sleep(0.2)  # polling another thread's outcome
@@ -141,40 +140,39 @@ def run_deadlines(engine: Engine, sweeper: TimedSweeper, res: RunResult, args: a
     if res.fired < n:
         res.problems.append(f"only {res.fired} of {n} fired within {args.timeout:.0f} s after the last was due")
     with engine.connect() as conn:
-        lags = conn.execute(text("SELECT EXTRACT(EPOCH FROM fired_at - due_at) FROM deadlines WHERE state = 'fired'"))
+        lags = conn.execute(FIRED_LAGS)
         res.claim_lag_ms = sorted(1000 * float(lag) for (lag,) in lags)
     res.commit_lag_ms = sorted(1000 * s for s in sweeper.commit_lag_s)
 
 
 def ingest_run(
-    engine: Engine, sweeper: TimedSweeper, broker: MosquittoBroker, workdir: Path, args: argparse.Namespace
+    url: str, engine: Engine, sweeper: TimedSweeper, broker: MosquittoBroker, workdir: Path, args: argparse.Namespace
 ) -> RunResult:
+    """The gateway on the same database, as in production; its own sweeper fires only the kinds it
+    knows, so the bench's deadlines are left to the bench's sweeper."""
     res = RunResult("with ingest")
-    with postgres_database() as gw_url:
-        gw_engine, _version = prepare_database(gw_url)
-        gateway = GatewayProcess(broker, gw_url, workdir / "gateway.log")
-        ctx = mp.get_context("spawn")
-        out = ctx.Queue()
-        publisher = None
-        try:
-            gateway.start()
-            tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-            seconds = 3.0 + args.spread + 3.0  # the stream covers the whole run: lead, spread, tail
-            publisher = ctx.Process(target=paced_taps, args=(broker.port, args.rate, seconds, tags, out), daemon=True)
-            publisher.start()
-            time.sleep(1.0)  # let the stream reach its pace before the first deadline is scheduled
-            before = signin_count(gw_engine)
-            run_deadlines(engine, sweeper, res, args)
-            res.taps = signin_count(gw_engine) - before
-            publisher.join(seconds + 60)
-        except Exception as exc:
-            res.problems.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            if publisher is not None and publisher.is_alive():
-                publisher.kill()
-            if (rc := gateway.stop()) != 0:
-                res.problems.append(f"gateway exit code after SIGTERM: {rc}")
-            gw_engine.dispose()
+    gateway = GatewayProcess(broker, url, workdir / "gateway.log")
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    publisher = None
+    try:
+        gateway.start()
+        tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
+        seconds = 3.0 + args.spread + 3.0  # the stream covers the whole run: lead, spread, tail
+        publisher = ctx.Process(target=paced_taps, args=(broker.port, args.rate, seconds, tags, out), daemon=True)
+        publisher.start()
+        time.sleep(1.0)  # let the stream reach its pace before the first deadline is scheduled
+        before = signin_count(engine)
+        run_deadlines(engine, sweeper, res, args)
+        res.taps = signin_count(engine) - before
+        publisher.join(seconds + 60)
+    except Exception as exc:
+        res.problems.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if publisher is not None and publisher.is_alive():
+            publisher.kill()
+        if (rc := gateway.stop()) != 0:
+            res.problems.append(f"gateway exit code after SIGTERM: {rc}")
     return res
 
 
@@ -185,7 +183,7 @@ def print_report(args: argparse.Namespace, version: str, runs: list[RunResult]) 
     print()
     print(machine_line())
     print(f"{version}; {args.deadlines:,} pending deadlines due evenly over {args.spread:g} s, one sweeper (batch 200)")
-    print(f"ingest run: taps offered at {args.rate:,}/s to the gateway (Mosquitto, same PostgreSQL server)\n")
+    print(f"ingest run: taps offered at {args.rate:,}/s to the gateway (Mosquitto, same database)\n")
     rows: list[tuple[str, Any]] = [
         ("fired / scheduled", lambda r: f"{r.fired:,} / {r.scheduled:,}"),
         ("fire lag, claimed p50 (ms)", lambda r: lag(r.claim_lag_ms, 0.50)),
@@ -221,33 +219,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="patrol-bench-deadlines-"))
     broker = MosquittoBroker()
     runs: list[RunResult] = []
     version = "PostgreSQL ?"
-    try:
-        with postgres_database() as url:
-            engine, version = prepare_database(url)
-            with engine.begin() as conn:
-                conn.execute(text("CREATE TABLE bench_effects (deadline_id BIGINT NOT NULL)"))
-            sweeper = TimedSweeper(engine)
-            sweeper.start()
-            try:
-                log(f"quiet run: {args.deadlines} deadlines due over {args.spread:g} s, no ingest")
-                runs.append(RunResult("quiet"))
-                run_deadlines(engine, sweeper, runs[-1], args)
-                broker.start()
-                log(f"ingest run: the same, with {args.rate} taps/s through the gateway")
-                runs.append(ingest_run(engine, sweeper, broker, workdir, args))
-            finally:
-                sweeper.stop()
-                engine.dispose()
-    finally:
-        broker.cleanup()
-        if args.keep:
-            log(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with work_dir("patrol-bench-deadlines-", args.keep) as workdir, postgres_database() as url:
+        engine, version = prepare_database(url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE bench_effects (deadline_id BIGINT NOT NULL)"))
+        sweeper = TimedSweeper(engine)
+        sweeper.start()
+        try:
+            log(f"quiet run: {args.deadlines} deadlines due over {args.spread:g} s, no ingest")
+            runs.append(RunResult("quiet"))
+            run_deadlines(engine, sweeper, runs[-1], args)
+            broker.start()
+            log(f"ingest run: the same, with {args.rate} taps/s through the gateway")
+            runs.append(ingest_run(url, engine, sweeper, broker, workdir, args))
+        finally:
+            sweeper.stop()
+            broker.cleanup()
+            engine.dispose()
     print_report(args, version, runs)
     return 1 if any(r.problems for r in runs) or len(runs) < 2 else 0
 

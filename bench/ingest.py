@@ -23,16 +23,14 @@ if str(REPO) not in sys.path:  # `tests.support` is not an installed package
     sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402
-import shutil  # noqa: E402
 import sqlite3  # noqa: E402
-import tempfile  # noqa: E402
 
 from sqlalchemy import Engine, text  # noqa: E402
 
 from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess, PeakRss  # noqa: E402
 from bench.mqtt_load import AckCollector, run_baseline  # noqa: E402
-from bench.progress import log  # noqa: E402
+from bench.progress import log, work_dir  # noqa: E402
 from bench.report import print_report  # noqa: E402
 from bench.runs import Context, DbResult, latency_run, throughput_run  # noqa: E402
 from storage.db import make_engine, migrate, session_factory, transaction  # noqa: E402
@@ -115,24 +113,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-    workdir = Path(tempfile.mkdtemp(prefix="patrol-bench-"))
     broker = MosquittoBroker()
     results: list[DbResult] = []
-    try:
-        broker.start()
-        log(f"mosquitto on 127.0.0.1:{broker.port}; baseline: {args.taps} taps")
-        baseline = run_baseline(broker, args.taps, tags, timeout_s=args.timeout)
-        for kind in args.databases:
-            try:
-                results.append(run_database(kind, broker, workdir, tags, args))
-            except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
-                results.append(DbResult(kind, problems=[f"{type(exc).__name__}: {exc}"]))
-    finally:
-        broker.cleanup()
-        if args.keep:
-            log(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with work_dir("patrol-bench-", args.keep) as workdir:
+        try:
+            broker.start()
+            log(f"mosquitto on 127.0.0.1:{broker.port}; baseline: {args.taps} taps")
+            baseline = run_baseline(broker, args.taps, tags, timeout_s=args.timeout)
+            for kind in args.databases:
+                try:
+                    results.append(run_database(kind, broker, workdir, tags, args))
+                except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
+                    results.append(DbResult(kind, problems=[f"{type(exc).__name__}: {exc}"]))
+        finally:
+            broker.cleanup()
     print_report(args, baseline, results)
     return 1 if "error" in baseline or any(r.problems for r in results) else 0
 

@@ -10,8 +10,8 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,6 +21,8 @@ from paho.mqtt.properties import Properties
 from core.contract import tap_topic
 from gateway.mqtt_link import RECEIVE_MAXIMUM  # the baseline asks the broker for what the gateway asks
 from tests.support.mosquitto import MosquittoBroker
+
+T = TypeVar("T")
 
 SITE = "liyuan"
 READERS = [f"rdr-h0{i}" for i in range(1, 7)]
@@ -59,6 +61,16 @@ def end_session(client: mqtt.Client) -> None:
     props.SessionExpiryInterval = 0
     client.disconnect(properties=props)
     client.loop_stop()
+
+
+def paced(items: Iterable[T], rate: float) -> Iterator[T]:
+    """The items at `rate` per second from the first on: pacing an offered rate, not waiting for an outcome."""
+    start = time.monotonic()
+    for i, item in enumerate(items):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
 
 
 def tap_messages(prefix: str, count: int, tags: list[str]) -> Iterator[tuple[str, str, str]]:

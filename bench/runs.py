@@ -14,7 +14,7 @@ import psutil
 from sqlalchemy import Engine, func, select
 
 from bench.gateway_process import CpuMeter
-from bench.mqtt_load import POLL_S, AckCollector, Publisher, publish_all, tap_messages
+from bench.mqtt_load import POLL_S, AckCollector, Publisher, paced, publish_all, tap_messages
 from storage.models import SignIn
 from tests.support.mosquitto import MosquittoBroker
 
@@ -126,11 +126,7 @@ def latency_run(ctx: Context) -> None:
     total = max(2, round(rate * ctx.args.paced_seconds))
     publisher = Publisher(ctx.broker.port, "lat")
     sent: dict[str, float] = {}
-    start = time.monotonic()
-    for i, (msg_id, topic, payload) in enumerate(tap_messages("lat", total, ctx.tags)):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # pacing the offered rate, not waiting for an outcome
+    for msg_id, topic, payload in paced(tap_messages("lat", total, ctx.tags), rate):
         sent[msg_id] = time.monotonic()
         publisher.publish(topic, payload)
     publisher.close()
