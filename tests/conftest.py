@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Engine
 
 from app.cli import DEMO_SITE
-from storage.db import make_engine, migrate, session_factory, transaction
+from storage.db import make_engine, open_database, session_factory, transaction
 from storage.sitefile.load import load_site
 from storage.sitefile.parse import parse_site_file
 from storage.sitefile.schema import SiteFile
@@ -33,9 +33,8 @@ def db_templates(tmp_path_factory: pytest.TempPathFactory, demo_site: SiteFile) 
     """Per run and per backend, one database migrated (with the migrations on disk now) holding the demo site."""
 
     def prepare(url: str) -> None:
-        eng = make_engine(url)
+        eng = open_database(url)
         try:
-            migrate(eng)
             with transaction(session_factory(eng)) as session:
                 load_site(session, demo_site)
         finally:

@@ -31,6 +31,8 @@ def handle_taps(session: Session, msgs: list[Accepted], ctx: Context) -> Effects
     effects = Effects()
     new_ids = log_new(session, msgs, effects)
     new = [m for m in first_of_each(msgs, key) if key(m) in new_ids]
+    # who and where, from the directory; then the guards' rows are locked before anything that
+    # depends on their rounds is judged (issue 8's round state is read here, under the lock)
     decisions = {key(m): decide_tap(m.device, m.model.uid, ctx.directory) for m in new}
     lock_rows(session, Staff, (d.guard_id for d in decisions.values() if d.guard_id is not None))
     if new:
