@@ -1,1 +1,1 @@
-"""Ingest benchmark; run `bench/ingest.py` from the repository root (see bench/README.md)."""
+"""Benchmarks that print figures (ingest throughput and latency, deadline fire lag), not pass/fail."""
