@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
@@ -52,6 +52,9 @@ class RejectReason(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     WRONG_DEVICE_KIND = "wrong_device_kind"
     INTERNAL_ERROR = "internal_error"
+    BAD_TIMESTAMP = "bad_timestamp"  # `ts` missing, malformed, without an offset, in the wrong unit or year
+    KIND_MISMATCH = "kind_mismatch"  # a reading's `kind` is not the sending sensor's kind
+    ID_CONFLICT = "id_conflict"  # the device reused a message id for a different message
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +100,59 @@ def status_topic(site: str, device: str) -> str:
     return f"{PREFIX}/{site}/device/{device}/status"
 
 
+#: The years a device's `ts` may name. Outside them it is no clock drift: it is a wrong unit
+#: (seconds read as milliseconds give 1970) or a clock that was never set, which only the
+#: installer can fix, so the message is refused with a reason saying so.
+TS_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+_MS_MIN, _MS_MAX = int(TS_MIN.timestamp() * 1000), int(TS_MAX.timestamp() * 1000)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?$")
+_OTHER_UNITS = ((1000, 1, "seconds: multiply by 1000"), (1, 1000, "microseconds: divide by 1000"),
+                (1, 1_000_000, "nanoseconds: divide by 1,000,000"))  # fmt: skip
+
+
 def parse_ts(value: Any) -> datetime:
-    """RFC 3339 with an explicit offset, or integer Unix epoch milliseconds."""
-    if isinstance(value, bool):
-        raise ValueError("ts must be RFC 3339 text or integer epoch milliseconds, not a boolean")
+    """RFC 3339 with an explicit offset, or integer Unix epoch milliseconds, in the years 2000–2099.
+
+    Every refusal says what the installer must change. A time without an offset is refused, not
+    guessed: read as the site's local time, a device that sends UTC without the `Z` would be off
+    by the site's UTC offset, in the past, where an offline queue makes late taps look normal.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("ts must be RFC 3339 text with an offset or integer epoch milliseconds")
     if isinstance(value, int):
-        if not 0 < value < 32503680000000:
-            raise ValueError("ts in epoch milliseconds is out of range")
+        return _from_epoch_ms(value)
+    text = value.strip()
+    m = _RFC3339.match(text)
+    if m is None:
+        hint = " (send the number unquoted)" if text.isdigit() else ""
+        raise ValueError(f"ts must be RFC 3339 with an offset, e.g. 2026-11-28T08:05:11+08:00{hint}")
+    if m["offset"] is None:
+        raise ValueError(
+            "ts has no UTC offset, so it is ambiguous: add one, e.g. 2026-11-28T08:05:11+08:00 or ...Z for UTC"
+        )
+    try:
+        at = datetime.fromisoformat(text.replace("z", "Z")).astimezone(UTC)
+    except ValueError as exc:  # 2026-13-40
+        raise ValueError(f"ts is not a valid date and time: {exc}") from None
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC time
+        raise ValueError("ts is out of range: the device clock is not set (set it, e.g. by NTP)") from None
+    if not TS_MIN <= at < TS_MAX:
+        raise ValueError(f"ts year {at.year} is not 2000-2099: the device clock is not set (set it, e.g. by NTP)")
+    return at
+
+
+def _from_epoch_ms(value: int) -> datetime:
+    if _MS_MIN <= value < _MS_MAX:
         return datetime.fromtimestamp(value / 1000, tz=UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        if not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", text):
-            raise ValueError("ts must be RFC 3339 with an offset, e.g. 2026-11-28T08:05:11+08:00")
-        return datetime.fromisoformat(text.replace("z", "Z")).astimezone(UTC)
-    raise ValueError("ts must be RFC 3339 text or integer epoch milliseconds")
+    shown = str(value) if abs(value) < 10**24 else "with this many digits"
+    for times, by, fix in _OTHER_UNITS:  # integer arithmetic: a 400-digit ts must not overflow a float
+        if _MS_MIN <= value * times // by < _MS_MAX:
+            raise ValueError(f"ts {shown} looks like epoch {fix} (ts is Unix epoch milliseconds)")
+    raise ValueError(
+        f"ts {shown} is not epoch milliseconds of the years 2000-2099: "
+        "the device clock is not set (set it, e.g. by NTP)"
+    )
 
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_ts)]
@@ -202,3 +244,27 @@ class StatusPayload(_Payload):
     battery_pct: Annotated[int, Field(ge=0, le=100)] | None = None
     rssi: int | None = None
     fw: str | None = None
+
+
+#: The payload schema of each inbound channel.
+PAYLOADS: dict[str, type[_Payload]] = {
+    "tap": TapPayload,
+    "telemetry": TelemetryPayload,
+    "event": EventPayload,
+    "status": StatusPayload,
+}
+
+
+def same_message(channel: str, model: BaseModel, stored_payload: str) -> bool:
+    """Whether a message whose id is already logged is that same message again (a redelivery or a
+    re-send) or a different one reusing the id (a conflict).
+
+    Same means the same under the contract: the same fields after parsing, so a device that
+    re-serialises (another key order or spacing, `ts` as epoch ms instead of RFC 3339 for the same
+    instant) is not in conflict with itself, and unknown fields, which are ignored, do not count.
+    A stored payload that today's rules refuse (logged under older ones) cannot be the same as one
+    they accept."""
+    try:
+        return PAYLOADS[channel].model_validate_json(stored_payload) == model
+    except ValidationError:
+        return False

@@ -18,9 +18,16 @@ REASON_TEXT: dict[str, tuple[str, str]] = {
     "too_large": ("数据过大", "Message too large"),
     "wrong_device_kind": ("该设备不是读卡器", "Device is not a reader"),
     "internal_error": ("系统错误，请重试", "System error, tap again"),
+    "bad_timestamp": ("设备时间无效，请校准时钟", "Device time invalid: set its clock"),
+    "id_conflict": ("消息编号重复，请检查设备", "Message id reused: check the device"),
+    "kind_mismatch": ("传感器类型不符", "Sensor kind mismatch"),
 }
+#: Added to a tap's message when the reader's clock was not believed (docs/mqtt-contract.md).
+CLOCK_OFF_TEXT = ("读卡器时钟不准，请校时", "Reader clock is off: set its time")
 
 
-def reason_message(reason: str | None) -> dict[str, str]:
+def reason_message(reason: str | None, clock_off: bool = False) -> dict[str, str]:
     zh, en = REASON_TEXT.get(reason or "ok", (reason or "", reason or ""))
+    if clock_off:
+        zh, en = f"{zh}；{CLOCK_OFF_TEXT[0]}", f"{en}. {CLOCK_OFF_TEXT[1]}"
     return {"zh": zh, "en": en}

@@ -37,6 +37,9 @@ class ReaderAnswer(BaseModel):
     next: str | None = None
     guard: str | None = None
     message: dict[str, str] = Field(default_factory=dict)
+    #: Only when the reader's clock is off: its `ts` minus the server's receipt time, in seconds
+    #: (negative: behind), beyond the clock window; the sign-in then counts at the receipt time.
+    clock_skew_s: int | None = None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode("utf-8")
@@ -66,8 +69,10 @@ class SignInEvent(_Event):
     tag_uid: str
     ok: bool
     reason: str | None
-    tapped_at: datetime
+    tapped_at: datetime  # the time the rules use: the reader's `ts`, or the receipt time if its clock is off
     received_at: datetime
+    device_ts: datetime | None = None  # the reader's own `ts`, as sent
+    clock_skew_s: int | None = None  # set when the reader's clock was not believed (see ReaderAnswer)
 
 
 class SignInBatch(_Event):

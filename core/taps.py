@@ -1,7 +1,9 @@
 """Resolving a tap to (guard, checkpoint), the verdict the reader shows, and the answer rebuilt from
 a stored sign-in (CONTRACT.md, P1 §2.3).
 
-Pure: takes the reader, the tag UID and the directory; no broker, no database, no clock.
+Pure: takes the reader, the tag UID and the directory; no broker, no database, no clock. Whether
+the reader's clock was believed is decided before (core.device_clock) and travels with the
+decision, so every answer to the tap says the same about it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.contract import Reason
+from core.device_clock import observed_at
 from core.directory import DeviceEntry, Directory, Named
 from core.i18n import reason_message
 from core.outbound import Name, ReaderAnswer, SignInEvent
@@ -23,6 +26,7 @@ class TapDecision:
     reason: str | None
     guard_id: int | None
     location_id: int | None
+    clock_skew_s: int | None = None  # the reader's clock was off by this much (stored with the message)
 
     def _names(self, directory: Directory) -> tuple[Named | None, Named | None]:
         """(checkpoint, guard) as the directory names them now."""
@@ -41,12 +45,15 @@ class TapDecision:
             checkpoint=place.name_zh if place else None,
             checkpoint_en=place.name_en if place else None,
             guard=guard.code if guard else None,
-            message=reason_message(self.reason),
+            message=reason_message(self.reason, clock_off=self.clock_skew_s is not None),
+            clock_skew_s=self.clock_skew_s,
         )
 
     def event(
-        self, device: str, tag_uid: str, tapped_at: datetime, received_at: datetime, directory: Directory
+        self, device: str, tag_uid: str, device_ts: datetime, received_at: datetime, directory: Directory
     ) -> SignInEvent:
+        """The sign-in for screens; it counts at the reader's time, or at the receipt time when the
+        reader's clock was off."""
         place, guard = self._names(directory)
         return SignInEvent(
             device=device,
@@ -57,8 +64,10 @@ class TapDecision:
             tag_uid=tag_uid,
             ok=self.ok,
             reason=self.reason,
-            tapped_at=tapped_at,
+            tapped_at=observed_at(device_ts, received_at, self.clock_skew_s),
             received_at=received_at,
+            device_ts=device_ts,
+            clock_skew_s=self.clock_skew_s,
         )
 
 

@@ -11,13 +11,17 @@ import itertools
 import json
 import logging
 import random
+import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.contract import status_topic, tap_topic, telemetry_topic
+from core.broker_access import device_username
+from core.config import BrokerAddress
+from core.contract import parse_topic, status_topic, tap_topic, telemetry_topic
 from core.directory import READER_KINDS
 from storage.sitefile.schema import DeviceSpec, SiteFile
 
@@ -37,6 +41,13 @@ class Outgoing:
 
 def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def boot_id(start: datetime) -> str:
+    """A device's boot id, as the contract asks of ids unique for a device's whole life: the
+    start time in epoch ms (hex) and 16 random bits, so two runs started in the same millisecond
+    (or with the clock set back) still differ. 15 characters: ids stay far below the 128 allowed."""
+    return f"{int(start.timestamp() * 1000):x}{secrets.token_hex(2)}"
 
 
 @dataclass
@@ -67,9 +78,13 @@ class SiteSimulator:
         rng: random.Random | None = None,
         tap_every_s: float = 3.0,
         telemetry_every_s: float = 10.0,
+        boot: str | None = None,
     ) -> None:
         self.site = site
         self.rng = rng or random.Random(7)
+        # every run is a new boot: message ids are boot + sequence, so a restarted simulator never
+        # reuses an id (its taps were answered as duplicates of the last run's, issue 6 item 5)
+        self.boot = boot or boot_id(start)
         tags = [loc.tag for loc in site.locations if loc.tag]
         self.walkers = [
             _Walker(
@@ -124,7 +139,7 @@ class SiteSimulator:
                 out.append(
                     Outgoing(
                         tap_topic(self.site.site.code, w.device),
-                        {"id": f"{w.device}-{next(w.seq):06d}", "ts": _iso(w.next_at), "uid": uid},
+                        {"id": f"{w.device}-{self.boot}-{next(w.seq):06d}", "ts": _iso(w.next_at), "uid": uid},
                     )
                 )
                 w.next_at += w.every
@@ -134,7 +149,7 @@ class SiteSimulator:
                     Outgoing(
                         telemetry_topic(self.site.site.code, s.device.code),
                         {
-                            "id": f"{s.device.code}-{next(s.seq):06d}",
+                            "id": f"{s.device.code}-{self.boot}-{next(s.seq):06d}",
                             "ts": int(s.next_at.timestamp() * 1000),
                             "kind": s.device.kind,
                             "values": self._reading(s.device.kind),
@@ -173,24 +188,19 @@ def run_simulator(
     telemetry_every_s: float = 10.0,
     duration_s: float | None = None,
     tick_s: float = 0.5,
+    credentials: Mapping[str, str] | None = None,
 ) -> int:
-    """Publish until `stop` is set or `duration_s` has passed; returns how many messages were sent."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """Publish until `stop` is set or `duration_s` has passed; returns how many messages were sent.
 
+    With `credentials` (username → password, as `patrol device provision` writes them) every device
+    connects on its own with its own account, as real devices do on a broker with an ACL; without,
+    one client (the URL's user, if any) publishes for all, which only an open broker accepts."""
     from core.config import BrokerAddress
     from storage.sitefile.parse import parse_site_file
 
     site = parse_site_file(site_file)
     broker = BrokerAddress.parse(broker_url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"patrol-sim-{site.site.code}", protocol=mqtt.MQTTv311)
-    if broker.username:
-        client.username_pw_set(broker.username, broker.password)
-    if broker.tls:
-        client.tls_set()
-    client.reconnect_delay_set(1, 30)
-    client.connect_async(broker.host, broker.port, keepalive=30)
-    client.loop_start()
+    clients = _DeviceClients(broker, site, credentials)
     started = datetime.now(UTC)
     sim = SiteSimulator(site, started, tap_every_s=tap_every_s, telemetry_every_s=telemetry_every_s)
     sent = 0
@@ -208,9 +218,53 @@ def run_simulator(
             if duration_s is not None and (now - started).total_seconds() > duration_s:
                 break
             for msg in sim.step(now):
-                client.publish(msg.topic, msg.encoded(), qos=msg.qos, retain=msg.retain)
+                clients.publish(msg)
                 sent += 1
     finally:
-        client.loop_stop()
-        client.disconnect()
+        clients.close()
     return sent
+
+
+class _DeviceClients:
+    """One MQTT client per device account (or one shared client when no credentials are given)."""
+
+    def __init__(self, broker: BrokerAddress, site: SiteFile, credentials: Mapping[str, str] | None) -> None:
+        self._broker = broker
+        self._shared: Any = None
+        self._by_device: dict[str, Any] = {}
+        if credentials is None:
+            self._shared = self._connect(f"patrol-sim-{site.site.code}", broker.username, broker.password)
+            return
+        for d in site.devices:
+            username = device_username(site.site.code, d.code)
+            if username not in credentials:
+                raise ValueError(f"no MQTT credentials for device {username}: run `patrol device provision` again")
+            self._by_device[d.code] = self._connect(username, username, credentials[username])
+
+    def _connect(self, client_id: str, username: str | None, password: str | None) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        if username:
+            client.username_pw_set(username, password)
+        if self._broker.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, 30)
+        client.connect_async(self._broker.host, self._broker.port, keepalive=30)
+        client.loop_start()
+        return client
+
+    def publish(self, msg: Outgoing) -> None:
+        topic = parse_topic(msg.topic)
+        client = self._shared or (self._by_device.get(topic.device) if topic else None)
+        if client is None:
+            log.warning("no client for %s: not published", msg.topic)
+            return
+        client.publish(msg.topic, msg.encoded(), qos=msg.qos, retain=msg.retain)
+
+    def close(self) -> None:
+        for client in [self._shared, *self._by_device.values()]:
+            if client is not None:
+                client.loop_stop()
+                client.disconnect()

@@ -9,14 +9,13 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from core.contract import (
     MAX_PAYLOAD_BYTES,
+    PAYLOADS,
     EventPayload,
     RejectReason,
-    StatusPayload,
-    TapPayload,
     TelemetryPayload,
     is_own_output,
     parse_topic,
@@ -26,12 +25,6 @@ from core.ingest import channel_fits
 from gateway.messages import Accepted, Received, Rejected
 
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
-_SCHEMAS: dict[str, type[BaseModel]] = {
-    "tap": TapPayload,
-    "telemetry": TelemetryPayload,
-    "event": EventPayload,
-    "status": StatusPayload,
-}
 
 
 def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
@@ -51,11 +44,11 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
         return Rejected(raw, RejectReason.BAD_JSON, "payload must be a JSON object", topic)
     msg_id = _usable_id(body.get("id"))
     try:
-        model = _SCHEMAS[topic.channel].model_validate(body)
+        model = PAYLOADS[topic.channel].model_validate(body)
         if isinstance(model, TelemetryPayload):
             model.typed_values()
     except ValidationError as exc:
-        return Rejected(raw, RejectReason.BAD_SCHEMA, _summarise(exc), topic, msg_id)
+        return Rejected(raw, _schema_reason(exc), _summarise(exc), topic, msg_id)
     device = directory.device(topic.site, topic.device)
     if device is None:
         return Rejected(
@@ -73,7 +66,23 @@ def decode(raw: Received, directory: Directory) -> Accepted | Rejected | None:
             topic,
             msg_id,
         )
+    if isinstance(model, TelemetryPayload | EventPayload) and model.kind != device.kind:
+        return Rejected(
+            raw,
+            RejectReason.KIND_MISMATCH,
+            f"device {device.code!r} is a {device.kind} sensor but sent a {model.kind} {topic.channel}: "
+            f"fix the kind the device sends, or its kind in the site file",
+            topic,
+            msg_id,
+        )
     return Accepted(raw=raw, topic=topic, device=device, msg_id=msg_id, model=model)
+
+
+def _schema_reason(exc: ValidationError) -> RejectReason:
+    """`bad_timestamp` when only `ts` is wrong, so the installer knows to fix the device's clock or
+    its time format; `bad_schema` for anything else."""
+    locs = {err["loc"][:1] for err in exc.errors()}
+    return RejectReason.BAD_TIMESTAMP if locs == {("ts",)} else RejectReason.BAD_SCHEMA
 
 
 def _usable_id(value: Any) -> str | None:

@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 
 from storage.models import InboundMessage, SignIn
 
-MESSAGE_COLUMNS = ("site_id", "device_id", "msg_id", "kind", "device_ts", "received_at", "payload")
+MESSAGE_COLUMNS = ("site_id", "device_id", "msg_id", "kind", "device_ts", "received_at", "payload", "clock_skew_s")
 SIGNIN_COLUMNS = (
     "message_id", "site_id", "device_id", "guard_id", "location_id", "tag_uid", "tapped_at", "received_at", "ok",
     "reason",
 )  # fmt: skip
 _PG_TYPES = {
     "site_id": "int", "device_id": "int", "msg_id": "text", "kind": "text", "device_ts": "timestamptz",
-    "received_at": "timestamptz", "payload": "text", "message_id": "bigint", "guard_id": "int",
+    "received_at": "timestamptz", "payload": "text", "clock_skew_s": "int", "message_id": "bigint", "guard_id": "int",
     "location_id": "int", "tag_uid": "text", "tapped_at": "timestamptz", "ok": "bool", "reason": "text",
 }  # fmt: skip
 

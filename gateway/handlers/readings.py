@@ -1,4 +1,7 @@
-"""Telemetry and device events: logged once each; alarm rules will decide their effects here."""
+"""Telemetry and device events: logged once each; alarm rules will decide their effects here.
+
+A reused id is quarantined by the log insert (`log_new`); a reading's time for the alarm rules is
+its `ts`, or its receipt time when the sensor's clock is off (`Logged.times`)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from gateway.messages import Accepted
 
 def handle_telemetry(session: Session, msgs: list[Accepted], ctx: Context) -> Effects:
     effects = Effects()
-    log_new(session, msgs, effects)
+    log_new(session, msgs, ctx, effects)
     return effects
 
 
 def handle_event(session: Session, msgs: list[Accepted], ctx: Context) -> Effects:
     effects = Effects()
-    log_new(session, msgs, effects)
+    log_new(session, msgs, ctx, effects)
     return effects

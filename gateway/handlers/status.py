@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.device_clock import judge_device_time
 from core.ingest import status_supersedes
 from core.outbound import DeviceStatusEvent, Outbound
 from gateway.effects import Effects
@@ -25,7 +26,8 @@ def handle_status(session: Session, msgs: list[Accepted], ctx: Context) -> Effec
     held = {r.id: r.status_at for r in session.execute(select(Device.id, Device.status_at).where(Device.id.in_(ids)))}
     for m in msgs:
         status = m.model
-        at = status.ts or m.raw.received_at
+        # a clock a year ahead must not pin the status there: outside the window, receipt time
+        at = judge_device_time(status.ts, m.raw.received_at, ctx.clock_window).at if status.ts else m.raw.received_at
         if not status_supersedes(held.get(m.device.id), at):
             continue
         values: dict[str, Any] = {"online": status.online, "status_at": at}

@@ -2,13 +2,17 @@
 
 Only a tap whose log row is new is judged, under row locks of the guards it concerns (the place
 where a round's state will be read), and its decision is stored as the sign-in row. Every copy
-of the tap, new or redelivered, is answered from that stored decision.
+of the tap, new or redelivered, is answered from that stored decision. A tap reusing another
+tap's id is answered `id_conflict` by the log insert, never with the other tap's verdict. A
+sign-in counts at the reader's `ts`, or at the receipt time when the reader's clock is off
+(core.device_clock); the answer then says so.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,7 +22,7 @@ from core.ingest import first_of_each
 from core.outbound import Outbound, SignInBatch, SignInEvent
 from core.taps import TapDecision, decide_tap
 from gateway.effects import Effects, Reply
-from gateway.handlers.base import Context, key, log_new
+from gateway.handlers.base import Context, Logged, key, log_new
 from gateway.messages import Accepted
 from storage.bulk_insert import insert_signins
 from storage.message_log import MessageKey, lock_rows, stored_decisions
@@ -29,17 +33,21 @@ log = logging.getLogger(__name__)
 
 def handle_taps(session: Session, msgs: list[Accepted], ctx: Context) -> Effects:
     effects = Effects()
-    new_ids = log_new(session, msgs, effects)
-    new = [m for m in first_of_each(msgs, key) if key(m) in new_ids]
+    logged = log_new(session, msgs, ctx, effects)
+    new = [m for m in first_of_each(msgs, key) if key(m) in logged.new]
     # who and where, from the directory; then the guards' rows are locked before anything that
     # depends on their rounds is judged (issue 8's round state is read here, under the lock)
-    decisions = {key(m): decide_tap(m.device, m.model.uid, ctx.directory) for m in new}
+    decisions = {
+        key(m): replace(decide_tap(m.device, m.model.uid, ctx.directory), clock_skew_s=logged.times[key(m)].skew_s)
+        for m in new
+    }
     lock_rows(session, Staff, (d.guard_id for d in decisions.values() if d.guard_id is not None))
     if new:
-        insert_signins(session, [_signin_row(new_ids[key(m)], m, decisions[key(m)]) for m in new])
+        insert_signins(session, [_signin_row(logged, m, decisions[key(m)]) for m in new])
         _count_and_publish(new, decisions, ctx, effects)
-    decisions.update(stored_decisions(session, (k for m in msgs if (k := key(m)) not in decisions)))
-    for m in msgs:
+    answered = [m for m in msgs if not logged.conflicted(m)]  # conflicts: answered `id_conflict` already
+    decisions.update(stored_decisions(session, (k for m in answered if (k := key(m)) not in decisions)))
+    for m in answered:
         effects.replies.append(
             Reply(m.device.site_code, m.device.code, _decision(decisions, m).answer(m.msg_id, ctx.directory))
         )
@@ -68,15 +76,15 @@ def _count_and_publish(
         effects.events.append(Outbound(site, SignInBatch(items=items)))
 
 
-def _signin_row(message_id: int, msg: Accepted, decision: TapDecision) -> dict[str, Any]:
+def _signin_row(logged: Logged, msg: Accepted, decision: TapDecision) -> dict[str, Any]:
     return {
-        "message_id": message_id,
+        "message_id": logged.new[key(msg)],
         "site_id": msg.device.site_id,
         "device_id": msg.device.id,
         "guard_id": decision.guard_id,
         "location_id": decision.location_id,
         "tag_uid": msg.model.uid.upper(),
-        "tapped_at": msg.device_ts,
+        "tapped_at": logged.times[key(msg)].at,  # the reader's ts, or the receipt time if its clock is off
         "received_at": msg.raw.received_at,
         "ok": decision.ok,
         "reason": decision.reason,

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.contract import (
+    PAYLOADS,
     EventPayload,
     StatusPayload,
     TapPayload,
@@ -16,6 +17,7 @@ from core.contract import (
     is_own_output,
     parse_topic,
     parse_ts,
+    same_message,
 )
 
 
@@ -84,6 +86,78 @@ def test_parse_ts_accepts_rfc3339_with_offset_and_epoch_ms(value: object, expect
 def test_parse_ts_refuses_naive_or_malformed(value: object) -> None:
     with pytest.raises(ValueError):
         parse_ts(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (1764288311, "looks like epoch seconds: multiply by 1000"),  # was stored as 1970-01-21
+        (1764288311250000, "looks like epoch microseconds: divide by 1000"),
+        (1764288311250000000, "looks like epoch nanoseconds"),
+        (0, "the device clock is not set"),
+        (946684799999, "the device clock is not set"),  # 1999-12-31T23:59:59.999Z
+        (4102444800000, "the device clock is not set"),  # 2100-01-01
+        (10**400, "with this many digits"),  # no float overflow, no 400-digit message
+        ("1970-01-01T00:00:00Z", "year 1970 is not 2000-2099"),
+        ("2100-01-01T00:00:00+00:00", "year 2100 is not 2000-2099"),
+        ("0001-01-01T00:00:00+01:00", "out of range"),  # no UTC time at all: no OverflowError
+        ("2026-11-28T08:05:11", "no UTC offset"),
+        ("2026-11-28T08:05:11.250", "no UTC offset"),
+        ("1764288311250", "send the number unquoted"),
+        ("2026-13-40T00:00:00Z", "not a valid date"),
+        (1764288311250.0, "integer epoch milliseconds"),
+    ],
+)
+def test_parse_ts_refusals_tell_the_installer_what_to_fix(value: object, says: str) -> None:
+    """Issue 6 item 4: a ts in seconds, a clock never set, a time without an offset are refused,
+    each with the fix in the message (it becomes the quarantine detail of a `bad_timestamp`)."""
+    with pytest.raises(ValueError, match="ts") as caught:
+        parse_ts(value)
+    assert says in str(caught.value)
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (946684800000, datetime(2000, 1, 1, tzinfo=UTC)),  # an RTC reset to 2000 is kept, as clock skew
+        (4102444799999, datetime(2099, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)),
+        ("2099-12-31T23:59:59Z", datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ("2026-11-28 08:05:11+08:00", datetime(2026, 11, 28, 0, 5, 11, tzinfo=UTC)),
+        ("2026-11-28t00:05:11z", datetime(2026, 11, 28, 0, 5, 11, tzinfo=UTC)),
+    ],
+)
+def test_parse_ts_accepts_the_years_2000_to_2099(value: object, expected: datetime) -> None:
+    assert parse_ts(value) == expected
+
+
+TAP_A = {"id": "r-1", "ts": "2026-11-28T08:05:11.250+08:00", "uid": "04A1B2C3D4E5F6"}
+
+
+@pytest.mark.parametrize(
+    ("stored", "same"),
+    [
+        ('{"uid":"04A1B2C3D4E5F6","id":"r-1","ts":"2026-11-28T08:05:11.250+08:00"}', True),  # other key order
+        ('{"id": "r-1", "ts": 1795824311250, "uid": "04A1B2C3D4E5F6", "retry": 3}', True),  # ms, unknown field
+        ('{"id": "r-1", "ts": "2026-11-28T00:05:11.250Z", "uid": "04A1B2C3D4E5F6", "sdm": null}', True),
+        ('{"id": "r-1", "ts": "2026-11-28T08:05:11.250+08:00", "uid": "04FFFFFFFFFFFF"}', False),  # another tag
+        ('{"id": "r-1", "ts": "2026-11-28T08:05:12+08:00", "uid": "04A1B2C3D4E5F6"}', False),  # another time
+        ('{"id": "r-1", "ts": 1764288311, "uid": "04A1B2C3D4E5F6"}', False),  # logged under older rules
+        ("not json", False),
+    ],
+)
+def test_same_message_is_the_same_under_the_contract_not_the_same_bytes(stored: str, same: bool) -> None:
+    """Issue 6 item 5: a reused id is a conflict, a re-serialised re-send is not (CONTRACT.md)."""
+    assert same_message("tap", TapPayload.model_validate(TAP_A), stored) is same
+
+
+def test_same_message_compares_readings_by_value() -> None:
+    reading = PAYLOADS["telemetry"].model_validate(
+        {"id": "g", "ts": 1764288311250, "kind": "gas", "values": {"lel_pct": 3, "co_ppm": 0}}
+    )
+    again = '{"values": {"co_ppm": 0.0, "lel_pct": 3.0}, "kind": "gas", "ts": 1764288311250, "id": "g"}'
+    other = '{"values": {"co_ppm": 0, "lel_pct": 4}, "kind": "gas", "ts": 1764288311250, "id": "g"}'
+    assert same_message("telemetry", reading, again) and not same_message("telemetry", reading, other)
 
 
 def test_tap_payload_with_sdm_and_unknown_fields() -> None:

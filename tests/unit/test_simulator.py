@@ -42,3 +42,14 @@ def test_guards_walk_real_checkpoints(demo_site: SiteFile) -> None:
     tags = {loc.tag for loc in demo_site.locations if loc.tag}
     taps = [m for m in sim.step(start + timedelta(seconds=30)) if m.topic.endswith("/tap")]
     assert taps and all(m.payload["uid"] in tags for m in taps)
+
+
+def test_a_restarted_simulator_never_reuses_a_message_id(demo_site: SiteFile) -> None:
+    """Issue 6 item 5: ids restarted at 1 after a restart, so the second run's taps were answered
+    as duplicates of the first run's (with another checkpoint's verdict). Each run is a new boot."""
+    start = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    runs = [SiteSimulator(demo_site, start, rng=random.Random(1)) for _ in range(2)]  # same start, same seed
+    ids = [{m.payload["id"] for m in sim.step(start + timedelta(seconds=30)) if "id" in m.payload} for sim in runs]
+    assert ids[0] and len(ids[0]) == len(ids[1]) and not ids[0] & ids[1]
+    assert runs[0].boot != runs[1].boot
+    assert all(len(i) <= 128 and runs[0].boot in i for i in ids[0])
