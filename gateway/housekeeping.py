@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session
 from core.deadlines import Deadline, DeadlineHandler
 from core.outbound import Outbound
 from storage.deadlines import schedule
-from storage.retention import prune_finished_deadlines, prune_telemetry
+from storage.retention import prune_finished_deadlines, prune_quarantine, prune_telemetry
 
 log = logging.getLogger(__name__)
 PRUNE_TELEMETRY = "housekeeping.prune_telemetry"
 PRUNE_DEADLINES = "housekeeping.prune_deadlines"
-KINDS = (PRUNE_TELEMETRY, PRUNE_DEADLINES)
+PRUNE_QUARANTINE = "housekeeping.prune_quarantine"
+KINDS = (PRUNE_TELEMETRY, PRUNE_DEADLINES, PRUNE_QUARANTINE)
+DEFAULT_QUARANTINE_DAYS = 14  # Settings.quarantine_retention_days
 SUBJECT = "all"  # one of each chore per database, whatever the number of processes
 PRUNE_STEP = 10_000  # rows per step: one step never holds the write lock long
 AGAIN_SOON = timedelta(seconds=1)  # a full step: more is left, go on shortly
@@ -47,15 +49,19 @@ def _bounded_prune(what: str, prune: Pruner, retention: timedelta) -> DeadlineHa
     return handle
 
 
-def housekeeping_handlers(retention_days: int) -> dict[str, DeadlineHandler]:
+def housekeeping_handlers(
+    retention_days: int, quarantine_days: int = DEFAULT_QUARANTINE_DAYS
+) -> dict[str, DeadlineHandler]:
     """Handlers of the housekeeping kinds: raw telemetry and finished deadlines are kept
-    `retention_days` (Settings.telemetry_retention_days); sign-ins and events are never pruned."""
-    if retention_days < 1:
-        raise ValueError("retention_days must be at least 1")
+    `retention_days` (Settings.telemetry_retention_days), quarantined input `quarantine_days`
+    after it was last seen (Settings.quarantine_retention_days); sign-ins and events are never pruned."""
+    if retention_days < 1 or quarantine_days < 1:
+        raise ValueError("retention_days and quarantine_days must be at least 1")
     retention = timedelta(days=retention_days)
     return {
         PRUNE_TELEMETRY: _bounded_prune("telemetry messages", prune_telemetry, retention),
         PRUNE_DEADLINES: _bounded_prune("finished deadlines", prune_finished_deadlines, retention),
+        PRUNE_QUARANTINE: _bounded_prune("quarantined messages", prune_quarantine, timedelta(days=quarantine_days)),
     }
 
 

@@ -18,6 +18,7 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 BATCH_FAILURES = Counter("patrol_batch_failures_total", "Batches whose transaction failed and was retried")
+SHED = Counter("patrol_gateway_shed_total", "QoS 0 messages refused because the gateway's inbox was full (a flood)")
 QUEUE_DEPTH = Gauge("patrol_gateway_queue_depth", "Messages received but not yet committed")
 BROKER_CONNECTED = Gauge("patrol_gateway_broker_connected", "1 while the gateway is connected to the broker")
 LIVE_IGNORED = Counter(

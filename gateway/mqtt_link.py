@@ -134,14 +134,21 @@ class MqttLink:
         if msg.qos > 0 and msg.generation == self._generation:
             self._client.ack(msg.mid, msg.qos)
 
+    def backlog(self) -> int:
+        """QoS 1 publications the broker has not acknowledged yet (sent, or still in paho's queue):
+        what the answer thread paces refusals by (gateway/answering.py). Called from the thread
+        that publishes, like `publish`."""
+        pending = self._pending
+        while pending and _settled(pending[0]):
+            pending.popleft()
+        return len(pending)
+
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Waits while PUBLISH_WINDOW QoS 1 messages await the broker's PUBACK: back-pressure on
         the caller instead of paho running out of packet ids (65,535) and refusing to publish.
         Only paho's per-message condition is waited on, never a lock its network thread holds."""
         pending = self._pending
-        while pending and _settled(pending[0]):
-            pending.popleft()
-        if len(pending) >= PUBLISH_WINDOW:
+        if self.backlog() >= PUBLISH_WINDOW:
             try:
                 pending[0].wait_for_publish(timeout=30)
             except (RuntimeError, ValueError) as exc:  # paho raises when it can no longer be sent

@@ -4,13 +4,17 @@ Three threads share the work: the link's network thread only enqueues frozen mes
 decodes, batches and commits; the answer thread publishes each committed batch's answers and
 events and then acks it to the broker, in commit order, while the worker commits the next batch.
 Answers go out before the ack: a crash between them means a redelivery and the same answer again
-(rebuilt from the stored effect), never a tap left unanswered.
+(rebuilt from the stored effect), never a tap left unanswered (gateway/answering.py).
+
+A device flooding the gateway delays only itself: the inbox is served round-robin by device with
+at most `batch_max_per_device` of one device in a batch (`FairInbox`), its rejections cost one
+budget-row update per batch once over budget (storage/quarantine.py), and the red answers to
+refused input go out after everything else that is committed.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -24,10 +28,12 @@ from core.contract import SUBSCRIPTIONS, RejectReason
 from core.directory import Directory
 from core.outbound import Outbound
 from gateway import metrics
-from gateway.batching import collect
+from gateway.answering import Answerer, Committed
+from gateway.batching import FairInbox
 from gateway.decode import decode
-from gateway.effects import Effects, Publication
+from gateway.effects import Effects
 from gateway.handlers import HANDLERS, Context, Handler, apply_batch
+from gateway.handlers.quarantine import handle_rejected
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
 from gateway.mqtt_link import MqttLink
@@ -38,7 +44,6 @@ log = logging.getLogger(__name__)
 DIRECTORY_MAX_AGE_S = 30.0
 DIRECTORY_MIN_RELOAD_S = 2.0
 BUSY_BATCH = 100
-Committed = tuple[list[Received], list[Publication]]  # a committed batch and what to publish for it
 
 
 class Gateway:
@@ -55,18 +60,26 @@ class Gateway:
         self._clock: Clock = clock or SystemClock()
         self._sessions = session_factory(engine)
         self._handlers = dict(HANDLERS if handlers is None else handlers)
-        self._inbox: queue.Queue[Received] = queue.Queue()
+        self._inbox: FairInbox[Received] = FairInbox(source_of, sheddable=lambda m: m.qos == 0)
         filters = SUBSCRIPTIONS
         if settings.mqtt_shared_group:
             filters = tuple((f"$share/{settings.mqtt_shared_group}/{f}", q) for f, q in filters)
-        self.link: Link = (link or self._mqtt_link)(self._inbox.put, filters)
+        self.link: Link = (link or self._mqtt_link)(self._receive, filters)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
-        self._answers: queue.Queue[Committed | None] = queue.Queue(maxsize=8)
-        self._answerer = threading.Thread(target=self._answer, name="gateway-answers", daemon=True)
+        self._answerer = Answerer(self.link)
         self._directory = Directory()
         self._directory_at = -DIRECTORY_MAX_AGE_S  # clock.monotonic() of the last load (also rate-limits reloads)
         self.handled = 0  # device messages (not our own echoes) committed since start
+        self.shed = 0  # QoS 0 messages refused because the inbox was full
+
+    def _receive(self, msg: Received) -> None:
+        """On the network thread: queue the message, or count it when the inbox sheds it."""
+        if not self._inbox.put(msg):
+            metrics.SHED.inc()
+            self.shed += 1
+            if self.shed % 1000 == 1:  # a line now and then, not one per message
+                log.warning("inbox full: %d QoS 0 messages shed so far (latest on %s)", self.shed, msg.topic)
 
     def _mqtt_link(self, sink: Sink, filters: Filters) -> Link:
         def report(up: bool) -> None:
@@ -85,9 +98,7 @@ class Gateway:
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join(timeout)
-        if self._answerer.is_alive():
-            self._answers.put(None)
-            self._answerer.join(timeout)
+        self._answerer.stop(timeout)
         self.link.stop()
 
     def pump(self) -> int:
@@ -96,17 +107,20 @@ class Gateway:
         done = 0
         self._reload_if_stale()
         while not self._inbox.empty():
-            batch = collect(self._inbox, self._settings.batch_max_size, 0.0, idle_poll_s=0.0, max_gap_s=0.0)
+            s = self._settings
+            batch = self._inbox.collect(
+                s.batch_max_size, 0.0, idle_poll_s=0.0, max_gap_s=0.0, per_source=s.batch_max_per_device
+            )
             committed = self._process(batch)
             if committed is not None:
-                self._deliver(committed)
+                self._answerer.deliver(committed)
             done += len(batch)
         return done
 
     def publish_events(self, events: Sequence[Outbound]) -> None:
         """Events decided elsewhere (the deadline sweeper), published in order with the answers."""
         if events:
-            self._answers.put(([], Effects(events=list(events)).publications()))
+            self._answerer.put(Committed.of([], Effects(events=list(events))))
 
     def _reload_directory(self) -> None:
         with self._sessions() as session:
@@ -134,14 +148,20 @@ class Gateway:
             # Quiet: close a batch at the first pause, so a lone tap is answered at once. Busy (the
             # last batch was big): fill batches for the whole wait, fewer commits per message.
             gap = wait if last_size >= BUSY_BATCH else s.batch_max_gap_ms / 1000
-            batch = collect(self._inbox, s.batch_max_size, wait, max_gap_s=gap, monotonic=self._clock.monotonic)
+            batch = self._inbox.collect(
+                s.batch_max_size,
+                wait,
+                max_gap_s=gap,
+                monotonic=self._clock.monotonic,
+                per_source=s.batch_max_per_device,
+            )
             last_size = len(batch)
             metrics.QUEUE_DEPTH.set(self._inbox.qsize())
             try:
                 if batch:
                     committed = self._process(batch)
                     if committed is not None:  # the answer thread publishes and acks, in commit order
-                        self._answers.put(committed)
+                        self._answerer.put(committed)
                 self._reload_if_stale()
             except Exception:  # a bug must not end the worker: its batch stays unacked, redelivered
                 log.exception("gateway worker failed on a batch of %d messages; going on", len(batch))
@@ -152,31 +172,8 @@ class Gateway:
         if effects is None:
             return None  # stopping with the batch uncommitted: unacked, the broker will redeliver it
         self.handled += len(accepted) + len(rejected)
-        _count(batch, accepted, effects)
-        # serialised here, so the answer queue holds bytes, not thousands of model objects
-        return batch, effects.publications()
-
-    def _answer(self) -> None:
-        while True:
-            item = self._answers.get()
-            if item is None:
-                return
-            self._deliver(item)
-
-    def _deliver(self, committed: Committed) -> None:
-        """Answers and events first, then the acks. One publication that cannot be sent is logged
-        and skipped: the effects are committed, and holding the acks back would stall the session."""
-        batch, publications = committed
-        for pub in publications:
-            try:
-                self.link.publish(pub.topic, pub.payload, pub.qos, pub.retain)
-            except Exception:
-                log.exception("could not publish to %s (%d bytes)", pub.topic, len(pub.payload))
-        for msg in batch:
-            try:
-                self.link.ack(msg)
-            except Exception:
-                log.exception("could not ack mid=%s topic=%s", msg.mid, msg.topic)
+        _count(batch, accepted, rejected, effects)
+        return Committed.of(batch, effects)
 
     def _decode_one(self, raw: Received) -> Accepted | Rejected | None:
         try:
@@ -196,9 +193,17 @@ class Gateway:
         return accepted, rejected
 
     def _apply(self, accepted: list[Accepted], rejected: list[Rejected]) -> Effects:
+        """Rejections first (their budget rows are locked before any handler's rows), but their
+        answers after the accepted messages' ones: a flood's red answers do not delay the others'."""
         with transaction(self._sessions) as session:
-            ctx = Context(self._directory, self._clock.now())
-            return apply_batch(session, accepted, rejected, ctx, self._handlers)
+            ctx = Context(
+                self._directory,
+                self._clock.now(),
+                self._settings.clock_window,
+                self._settings.quarantine_budget_per_hour,
+            )
+            refused = handle_rejected(session, rejected, self._settings.quarantine_budget_per_hour)
+            return apply_batch(session, accepted, [], ctx, self._handlers).merge(refused)
 
     def _commit_with_retry(self, accepted: list[Accepted], rejected: list[Rejected]) -> Effects | None:
         """Commit the batch, retrying with backoff while the database is away; None only when
@@ -258,13 +263,33 @@ class Gateway:
         return total
 
 
-def _count(batch: list[Received], accepted: list[Accepted], effects: Effects) -> None:
+def source_of(msg: Received) -> str:
+    """Whose turn a message waits for in the inbox: its device (`patrol/v1/{site}/{role}/{device}/…`).
+    With per-device broker credentials and ACLs, only the device itself may publish there; anything
+    else shares one source."""
+    parts = msg.topic.split("/", 5)
+    if len(parts) >= 5 and parts[0] == "patrol" and parts[1] == "v1":
+        return f"{parts[2]}/{parts[4]}"
+    return ""
+
+
+def _count(batch: list[Received], accepted: list[Accepted], rejected: list[Rejected], effects: Effects) -> None:
+    """Metrics of a committed batch: every rejection is counted by reason (kept, folded into a
+    repeat or over its device's budget alike); only the ones that added a quarantine row are logged."""
     metrics.BATCH_SIZE.observe(len(batch))
     kinds: dict[str, int] = {}
     for msg in accepted:
         kinds[msg.channel] = kinds.get(msg.channel, 0) + 1
+    decoded = {id(r) for r in rejected}
+    reasons: dict[str, int] = {}
+    for rej in [*rejected, *(q for q in effects.quarantined if id(q) not in decoded)]:  # + isolated failures
+        kind = rej.topic.channel if rej.topic and rej.topic.inbound else "invalid"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        reasons[rej.reason.value] = reasons.get(rej.reason.value, 0) + 1
     for kind, count in kinds.items():  # one labelled inc per kind
         metrics.MESSAGES.labels(kind=kind).inc(count)
+    for reason, count in reasons.items():
+        metrics.REJECTED.labels(reason=reason).inc(count)
     for rej in effects.quarantined:
         log.warning(
             "quarantined: reason=%s site=%s device=%s id=%s topic=%s: %s",
@@ -275,8 +300,6 @@ def _count(batch: list[Received], accepted: list[Accepted], effects: Effects) ->
             rej.raw.topic,
             rej.detail[:300],
         )
-        metrics.MESSAGES.labels(kind=rej.topic.channel if rej.topic and rej.topic.inbound else "invalid").inc()
-        metrics.REJECTED.labels(reason=rej.reason.value).inc()
     if effects.duplicates:
         metrics.DUPLICATES.inc(effects.duplicates)
     if effects.signins:

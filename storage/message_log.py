@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -34,11 +36,35 @@ def stored_decisions(session: Session, keys: Iterable[MessageKey]) -> dict[Messa
             SignIn.reason,
             SignIn.guard_id,
             SignIn.location_id,
+            InboundMessage.clock_skew_s,
         )
         .join(SignIn, SignIn.message_id == InboundMessage.id)
         .where(tuple_(InboundMessage.device_id, InboundMessage.msg_id).in_(wanted))
     )
-    return {(r.device_id, r.msg_id): TapDecision(r.ok, r.reason, r.guard_id, r.location_id) for r in rows}
+    return {
+        (r.device_id, r.msg_id): TapDecision(r.ok, r.reason, r.guard_id, r.location_id, r.clock_skew_s) for r in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What the log holds under a message's key: to tell a redelivery from a reused id."""
+
+    payload: str
+    received_at: datetime
+
+
+def stored_messages(session: Session, keys: Iterable[MessageKey]) -> dict[MessageKey, StoredMessage]:
+    """The logged payloads under these keys (this transaction's included)."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            InboundMessage.device_id, InboundMessage.msg_id, InboundMessage.payload, InboundMessage.received_at
+        ).where(tuple_(InboundMessage.device_id, InboundMessage.msg_id).in_(wanted))
+    )
+    return {(r.device_id, r.msg_id): StoredMessage(r.payload, r.received_at) for r in rows}
 
 
 def lock_rows(session: Session, model: Any, ids: Iterable[int]) -> None:

@@ -1,5 +1,5 @@
-"""Keeping the relational store bounded: raw sensor readings and finished deadlines age out;
-sign-ins and events never do.
+"""Keeping the relational store bounded: raw sensor readings, finished deadlines and quarantined
+input age out; sign-ins and events never do.
 
 The embedded default keeps telemetry in SQL (DESIGN.md); without a limit a demo site's 57 sensors
 would add half a million rows a day.
@@ -14,7 +14,8 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from core.deadlines import DeadlineState
-from storage.models import DeadlineRow, InboundMessage
+from storage.models import DeadlineRow, InboundMessage, QuarantinedMessage
+from storage.models.ingest import QuarantineBudget
 
 
 def delete_bounded(session: Session, model: Any, *where: ColumnElement[bool], limit: int) -> int:
@@ -37,3 +38,11 @@ def prune_finished_deadlines(session: Session, older_than: datetime, limit: int 
     d = DeadlineRow
     finished = d.state.in_((DeadlineState.FIRED.value, DeadlineState.CANCELLED.value))
     return delete_bounded(session, d, finished, d.due_at < older_than, d.updated_at < older_than, limit=limit)
+
+
+def prune_quarantine(session: Session, older_than: datetime, limit: int = 10_000) -> int:
+    """Quarantined messages last seen before `older_than` (a repeat keeps its row alive), and the
+    hourly budget rows of that age, up to `limit` of each; returns how many of both."""
+    q, b = QuarantinedMessage, QuarantineBudget
+    removed = delete_bounded(session, q, q.last_seen < older_than, limit=limit)
+    return removed + delete_bounded(session, b, b.window_start < older_than, limit=limit)

@@ -1,43 +1,58 @@
-"""Rejected input: kept once per delivery (a redelivery finds it kept), counted, and for a tap
-answered every time, so the reader shows red instead of nothing (CONTRACT.md, "What bad input gets")."""
+"""Rejected input: kept bounded (a payload prefix with its size and SHA-256, repeats folded into a
+count, an hourly budget of new rows per source: storage/quarantine.py), counted, and for a tap
+answered every time, over budget too, so the reader shows red instead of nothing (CONTRACT.md,
+"What bad input gets")."""
 
 from __future__ import annotations
+
+import logging
 
 from sqlalchemy.orm import Session
 
 from core.taps import refusal
 from gateway.effects import Effects, Reply
 from gateway.messages import Rejected
-from storage.message_log import quarantine, quarantine_key
+from storage.quarantine import Rejection, keep
+
+log = logging.getLogger(__name__)
+DEFAULT_BUDGET_PER_HOUR = 100  # Settings.quarantine_budget_per_hour
 
 
-def handle_rejected(session: Session, rejected: list[Rejected]) -> Effects:
+def handle_rejected(
+    session: Session, rejected: list[Rejected], budget_per_hour: int = DEFAULT_BUDGET_PER_HOUR
+) -> Effects:
+    """`effects.quarantined` holds the rejections that added a row; a repeat folded into a row
+    (a redelivery, or the device sending the same bytes again) counts as a duplicate; one over
+    its source's budget only in the budget row."""
     effects = Effects()
     if not rejected:
         return effects
-    keys = [quarantine_key(r.raw.topic, r.raw.payload) for r in rejected]
-    stored = quarantine(
+    outcome = keep(
         session,
         [
-            {
-                "dedup_key": k,
-                "received_at": r.raw.received_at,
-                "topic": r.raw.topic,
-                "site_code": r.topic.site if r.topic else None,
-                "device_code": r.topic.device if r.topic else None,
-                "reason": r.reason.value,
-                "detail": r.detail[:2000],
-                "payload": r.raw.payload,
-            }
-            for k, r in zip(keys, rejected, strict=True)
+            Rejection(
+                topic=r.raw.topic,
+                payload=r.raw.payload,
+                reason=r.reason.value,
+                detail=r.detail,
+                site=r.topic.site if r.topic else None,
+                device=r.topic.device if r.topic else None,
+                received_at=r.raw.received_at,
+            )
+            for r in rejected
         ],
+        budget_per_hour,
     )
-    for k, r in zip(keys, rejected, strict=True):
-        if k in stored:
-            stored.discard(k)  # a second copy in this batch is a duplicate
-            effects.quarantined.append(r)
-        else:
-            effects.duplicates += 1
+    effects.quarantined += [rejected[i] for i in outcome.added]
+    effects.duplicates += len(outcome.folded)
+    for bucket in outcome.newly_over:
+        log.warning(
+            "%s is over its rejection budget (%d new quarantine rows an hour): further rejections "
+            "this hour are counted, not kept; see GET /api/v1/quarantine/summary",
+            bucket,
+            budget_per_hour,
+        )
+    for r in rejected:
         if r.answer_reader and r.topic is not None:
             effects.replies.append(Reply(r.topic.site, r.topic.device, refusal(r.msg_id, r.reason.value)))
     return effects

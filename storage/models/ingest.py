@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, BigId, UTCDateTime
@@ -23,6 +23,9 @@ class InboundMessage(Base):
     device_ts: Mapped[datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     payload: Mapped[str] = mapped_column(Text)  # the JSON exactly as the device sent it
+    # device ts − receipt time (s) when `device_ts` lay outside the clock window and receipt time
+    # was used instead (core.device_clock); null when the device's clock was believed
+    clock_skew_s: Mapped[int | None] = mapped_column(Integer)
 
 
 class SignIn(Base):
@@ -48,16 +51,41 @@ class SignIn(Base):
 
 
 class QuarantinedMessage(Base):
-    """Input the gateway refused, kept byte for byte so an operator can see why."""
+    """Input the gateway refused, so an operator can see why: a bounded prefix of the payload with
+    its full size and SHA-256, and repeats of the same rejection folded into one row with a count."""
 
     __tablename__ = "quarantine"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # SHA-256 of topic and payload: a redelivered rejection is the same message, kept once
+    # SHA-256 of topic, reason and the payload's digest: repeats fold into this row (and a
+    # redelivered rejection finds it); rows kept before revision 0004 have another key
     dedup_key: Mapped[str | None] = mapped_column(String(64), unique=True)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    topic: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # first seen
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)  # deliveries folded into this row
+    topic: Mapped[str] = mapped_column(Text)  # the first 1,024 characters
     site_code: Mapped[str | None] = mapped_column(String(64))
     device_code: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(160))  # its budget bucket (QuarantineBudget.bucket)
     reason: Mapped[str] = mapped_column(String(32), index=True)
     detail: Mapped[str] = mapped_column(Text)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # a prefix (storage.quarantine.KEEP_BYTES)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # of the whole payload, in bytes
+    sha256: Mapped[str | None] = mapped_column(String(64))  # of the whole payload
+
+
+class QuarantineBudget(Base):
+    """Rejections of one source in one hour: rows it may still add to the quarantine, and how many
+    were only counted once it was over budget (the control room sees the source flagged)."""
+
+    __tablename__ = "quarantine_budgets"
+    __table_args__ = (UniqueConstraint("bucket", "window_start"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # "device:{site}/{device}" for a registered device, "site:{site}" for unknown devices of a
+    # registered site, "other" for everything else (unknown sites, topics outside the contract)
+    bucket: Mapped[str] = mapped_column(String(160))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    site_code: Mapped[str | None] = mapped_column(String(64))
+    device_code: Mapped[str | None] = mapped_column(String(64))
+    stored: Mapped[int] = mapped_column(Integer, default=0)  # new quarantine rows this hour
+    over: Mapped[int] = mapped_column(Integer, default=0)  # rejections counted but not kept
+    last_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

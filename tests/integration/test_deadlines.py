@@ -359,11 +359,12 @@ def test_housekeeping_prunes_in_bounded_steps_and_reschedules_itself(
             return len(s.scalars(select(InboundMessage.id).where(InboundMessage.kind == "telemetry")).all())
 
     assert chores() == dict.fromkeys(housekeeping.KINDS, T0)
-    assert sweeper.sweep_once() == 2
+    assert sweeper.sweep_once() == 3
     assert telemetry_left() == 4, "one step removes at most PRUNE_STEP rows"
     assert chores() == {
         housekeeping.PRUNE_TELEMETRY: T0 + timedelta(seconds=1),  # a full step: more may be left
         housekeeping.PRUNE_DEADLINES: T0 + timedelta(minutes=10),  # caught up
+        housekeeping.PRUNE_QUARANTINE: T0 + timedelta(minutes=10),  # nothing to prune
     }
     assert row_or_none(sessions, old_fire) is None
     clock.advance(timedelta(seconds=1))
@@ -371,7 +372,7 @@ def test_housekeeping_prunes_in_bounded_steps_and_reschedules_itself(
     assert telemetry_left() == 2, "old telemetry left behind, or recent telemetry pruned"
     assert chores()[housekeeping.PRUNE_TELEMETRY] == clock.now() + timedelta(minutes=10)
     clock.advance(timedelta(minutes=10))
-    assert sweeper.sweep_once() == 2
+    assert sweeper.sweep_once() == 3
     assert telemetry_left() == 2 and set(chores()) == set(housekeeping.KINDS)
 
 
