@@ -15,12 +15,18 @@ from server.live import FeedSource, LiveHub
 def live_source(settings: Settings) -> Callable[[LiveHub], FeedSource]:
     """The live feed's source: the broker's out/ topics, validated, into the API's hub."""
 
+    # its own broker account (read out/ only) when one is set, so the API cannot speak for the gateway
+    feed_settings = settings
+    if settings.mqtt_live_username is not None:
+        live = {"mqtt_username": settings.mqtt_live_username, "mqtt_password": settings.mqtt_live_password}
+        feed_settings = settings.model_copy(update=live)
+
     def build(hub: LiveHub) -> FeedSource:
-        return LiveSource(settings, hub.publish_threadsafe)
+        return LiveSource(feed_settings, hub.publish_threadsafe)
 
     return build
 
 
 def deadline_handlers(settings: Settings) -> dict[str, DeadlineHandler]:
     """Every deadline kind and its handler (patrol rounds, alarms and tickets add theirs here)."""
-    return housekeeping_handlers(settings.telemetry_retention_days)
+    return housekeeping_handlers(settings.telemetry_retention_days, quarantine_days=settings.quarantine_retention_days)
