@@ -36,6 +36,11 @@ class LiveHub:
         self._clients: set[asyncio.Queue[dict[str, Any]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def clients(self) -> int:
+        """WebSocket clients subscribed now (a client that left must not stay counted)."""
+        return len(self._clients)
+
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 

@@ -1,59 +1,163 @@
 """WebSocket /api/v1/live: every change the control room sees, as JSON objects.
 
-Browsers cannot set headers on a WebSocket, so the token comes as `?token=`. It is checked again
-every RECHECK_S of the app's clock, so an expired token, a changed password or a deactivated user ends the stream.
+The token never travels in the URL (URLs land in access logs): the client connects to
+`/api/v1/live` (optionally `?site=<code>`) and sends `{"token": "<bearer token>"}` as its first
+message within AUTH_TIMEOUT_S; the server answers `{"type": "hello", "user": …}` and then streams.
+Authorisation is checked again every RECHECK_S of the app's clock, so an expired token, a logout,
+a changed password, a disabled or deleted user or a changed role ends the stream within seconds.
+The socket's receive side is watched all along, so a client that leaves is noticed at once, even
+when no event matches its filter (and Ctrl-C does not wait for it).
+
+Close codes: 4401 not logged in or the token expired (log in again); 4403 the token was revoked,
+the user disabled, or the role may not watch; 1008 the token was put in the URL.
 Roles: control_room, supervisor, manager, admin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect, WebSocketException, status
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from starlette.concurrency import run_in_threadpool
 
 from core.clock import Clock
-from server.api.deps import now
-from server.auth import Role, user_for_token
-from storage.models import User
+from server.auth import Role, TokenCheck, TokenState, check_token
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 _ALLOWED = {Role.CONTROL_ROOM.value, Role.SUPERVISOR.value, Role.MANAGER.value, Role.ADMIN.value}
-RECHECK_S = 30.0
+AUTH_TIMEOUT_S = 10.0  # real seconds a client has to send its token
+RECHECK_S = 5.0  # seconds of the app's clock between authorisation checks
 POLL_S = 1.0  # real seconds between looks at the clock while no event comes
+CLOSE_EXPIRED = 4401
+CLOSE_REVOKED = 4403
+MAX_TOKEN = 256
 
 
-def _user(websocket: WebSocket, token: str) -> User | None:
-    if not token:
-        return None
+@dataclass(frozen=True)
+class Refusal:
+    code: int
+    reason: str  # at most 123 bytes of UTF-8 (a WebSocket close frame's limit)
+
+
+NOT_LOGGED_IN = Refusal(CLOSE_EXPIRED, 'send {"token": "…"} first: log in at POST /api/v1/auth/token / 请先登录')
+EXPIRED = Refusal(CLOSE_EXPIRED, "the token expired: log in again / 令牌已过期，请重新登录")
+REVOKED = Refusal(CLOSE_REVOKED, "the token was revoked or the user disabled / 令牌已撤销或用户已停用")
+TOKEN_IN_URL = Refusal(status.WS_1008_POLICY_VIOLATION, 'no token in the URL: send {"token": "…"} as the first message')
+
+
+def forbidden(role: str) -> Refusal:
+    return Refusal(CLOSE_REVOKED, f"role {role!r} may not watch the live feed / 该角色无权查看实时动态")
+
+
+def judge(check: TokenCheck, now: datetime, known_expiry: datetime | None) -> Refusal | None:
+    """None when the token may watch; else why not. `known_expiry` is the expiry seen at an earlier
+    check: a token whose row is gone after it expired was pruned (expired), before it was revoked."""
+    if check.state is TokenState.EXPIRED:
+        return EXPIRED
+    if check.state is TokenState.UNKNOWN:
+        if known_expiry is None:
+            return NOT_LOGGED_IN
+        return EXPIRED if now >= known_expiry else REVOKED
+    if check.state is TokenState.DISABLED:
+        return REVOKED
+    assert check.user is not None
+    return None if check.user.role in _ALLOWED else forbidden(check.user.role)
+
+
+def _check(websocket: WebSocket, token: str) -> TokenCheck:
+    clock: Clock = websocket.app.state.clock
     with websocket.app.state.sessions() as session:
-        return user_for_token(session, token, now(websocket))  # type: ignore[arg-type]
+        return check_token(session, token, clock.now())
+
+
+def _token_of(message: Mapping[str, Any]) -> str | None:
+    text = message.get("text") or ""
+    if len(text) > 4 * MAX_TOKEN:  # a first message is a token, not a document
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    token = body.get("token") if isinstance(body, dict) else None
+    return token if isinstance(token, str) and 0 < len(token) <= MAX_TOKEN else None
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Reads (and ignores) what the client sends until it goes away or the server shuts down."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
 
 
 @router.websocket("/api/v1/live")
-async def live(websocket: WebSocket, token: str = "", site: str | None = None) -> None:
-    user = await run_in_threadpool(_user, websocket, token)
-    if user is None:
-        raise WebSocketException(status.WS_1008_POLICY_VIOLATION, "log in and pass ?token=<bearer token>")
-    if user.role not in _ALLOWED:
-        raise WebSocketException(status.WS_1008_POLICY_VIOLATION, f"role {user.role!r} may not watch the live feed")
+async def live(websocket: WebSocket, site: str | None = None) -> None:
     await websocket.accept()
-    await websocket.send_json({"type": "hello", "user": user.username})
+    if "token" in websocket.query_params:
+        await websocket.close(TOKEN_IN_URL.code, TOKEN_IN_URL.reason)
+        return
+    try:
+        first = await asyncio.wait_for(websocket.receive(), AUTH_TIMEOUT_S)
+    except TimeoutError:
+        first = {"type": "websocket.receive"}
+    if first["type"] == "websocket.disconnect":
+        return
+    token = _token_of(first)
+    check = await run_in_threadpool(_check, websocket, token) if token else TokenCheck(TokenState.UNKNOWN)
+    clock: Clock = websocket.app.state.clock
+    refusal = judge(check, clock.now(), None)
+    if refusal or token is None or check.user is None:
+        await _close(websocket, refusal or NOT_LOGGED_IN, "refused")
+        return
+    username = check.user.username
+    await websocket.send_json({"type": "hello", "user": username})
+    log.info("live feed: %s watching (site %s)", username, site or "all")
+    closed = asyncio.create_task(_until_closed(websocket))
+    try:
+        refusal = await _stream(websocket, token, site, check.expires_at, closed)
+    except (WebSocketDisconnect, OSError, RuntimeError):  # the client went away between our look and our send
+        refusal = None
+    finally:
+        closed.cancel()
+    if refusal is not None:
+        await _close(websocket, refusal, username)
+    else:
+        log.info("live feed: %s left", username)
+
+
+async def _close(websocket: WebSocket, refusal: Refusal, who: str) -> None:
+    log.info("live feed: closing %s with %s (%s)", who, refusal.code, refusal.reason)
+    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):  # already gone: nothing to tell
+        await websocket.close(refusal.code, refusal.reason)
+
+
+async def _stream(
+    websocket: WebSocket, token: str, site: str | None, expires: datetime | None, closed: asyncio.Task[None]
+) -> Refusal | None:
+    """Forward matching events until the client leaves (None) or its authorisation ends (why)."""
     clock: Clock = websocket.app.state.clock
     checked = clock.monotonic()
-    try:
-        async with websocket.app.state.hub.subscribe() as events:
-            while True:
-                try:
-                    event = await asyncio.wait_for(events.get(), timeout=POLL_S)
-                except TimeoutError:
-                    event = None
-                if clock.monotonic() - checked >= RECHECK_S:
-                    if await run_in_threadpool(_user, websocket, token) is None:
-                        await websocket.close(status.WS_1008_POLICY_VIOLATION, "the token expired: log in again")
-                        return
-                    checked = clock.monotonic()
-                if event is not None and (site is None or event.get("site") == site):
-                    await websocket.send_json(event)
-    except WebSocketDisconnect:
-        return
+    async with websocket.app.state.hub.subscribe() as events:
+        while not closed.done():
+            getter = asyncio.ensure_future(events.get())
+            done, _ = await asyncio.wait({getter, closed}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            event = getter.result() if getter in done else None
+            if getter not in done:
+                getter.cancel()
+            if closed.done():
+                return None
+            if clock.monotonic() - checked >= RECHECK_S:
+                check = await run_in_threadpool(_check, websocket, token)
+                refusal = judge(check, clock.now(), expires)
+                if refusal is not None:
+                    return refusal
+                checked = clock.monotonic()
+            if event is not None and (site is None or event.get("site") == site):
+                await websocket.send_json(event)
+    return None
