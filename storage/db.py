@@ -19,6 +19,19 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+class _AlembicPreamble(logging.Filter):
+    """Drops the two lines alembic logs on every run, migrating or not ("Context impl …", "Will assume
+    … DDL"): a command that opens the database twice (`patrol demo`) printed them twice. Its
+    "Running upgrade a -> b" lines, which say what changed, are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_AlembicPreamble())
+_reported: set[str] = set()  # databases whose "schema is up to date" this process has said at INFO
+
+
 def normalise_url(url: str) -> str:
     """Accept the plain `postgresql://` users type and use the psycopg 3 driver we install."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -83,4 +96,8 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(7270251)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-    log.info("database schema is at the newest revision (%s)", engine.url.render_as_string())
+    where = engine.url.render_as_string()  # the password, if any, is masked
+    log.log(
+        logging.DEBUG if where in _reported else logging.INFO, "database schema is at the newest revision (%s)", where
+    )
+    _reported.add(where)

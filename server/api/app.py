@@ -1,4 +1,7 @@
-"""The FastAPI application: REST under /api/v1, the live feed, /healthz and /metrics."""
+"""The FastAPI application: REST under /api/v1, the live feed, /healthz and /metrics, the docs.
+
+Around every request: a 64 KiB body limit and the security headers (server/api/middleware.py);
+the OpenAPI document lists each route's error answers (server/api/openapi_errors.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,11 @@ from sqlalchemy import Engine
 
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from server.api import openapi_errors
+from server.api.docs import mount_docs
+from server.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.api.routes import auth, health, live, quarantine, signins, sites
+from server.api.strict_params import STRICT_PARAMS
 from server.live import FeedSource, LiveHub
 from storage.db import session_factory
 
@@ -45,11 +52,20 @@ def create_app(
         description="Patrol sign-ins, devices and incidents for property management. "
         "Log in at POST /api/v1/auth/token, then send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by mount_docs, not from a CDN
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        dependencies=[STRICT_PARAMS],  # a misspelt filter or a NUL is a 422, not an unfiltered list or a 500
     )
     app.state.settings = settings
     app.state.sessions = session_factory(engine)
     app.state.clock = clock or SystemClock()
     app.state.hub = hub
-    for module in (health, auth, sites, signins, quarantine, live):
-        app.include_router(module.router)
+    routers = [module.router for module in (health, auth, sites, signins, quarantine, live)]
+    for router in routers:
+        app.include_router(router)
+    mount_docs(app)
+    openapi_errors.install(app, routers)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost, so a 413 carries the headers too
     return app

@@ -24,7 +24,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 #: Keyset paging of newest-first lists: `?before_id=` from the previous page, `?limit=`.
-BeforeId = Annotated[int | None, Query(description="next_before_id of the previous page")]
+#: Bounded to the ids' BIGINT range: a larger number is answered 422, not passed to the database (a 500).
+BeforeId = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="next_before_id of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -53,6 +54,15 @@ def current_user(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return user
+
+
+def bearer_token(
+    _user: Annotated[User, Depends(current_user)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's own (already checked) token, for logging out."""
+    assert credentials is not None  # current_user refused a request without one
+    return credentials.credentials
 
 
 def require_roles(*roles: Role) -> Callable[..., User]:

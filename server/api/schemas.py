@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.outbound import Name, SignInEvent
 
@@ -14,9 +14,17 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class ErrorPublic(BaseModel):
+    """Every error answer but 422 (FastAPI's validation list): what went wrong and what to do next."""
+
+    detail: str
+
+
 class TokenRequest(BaseModel):
-    username: str
-    password: str
+    # bounded: a login must not make the server hash megabytes or track megabyte-long keys
+    # no NUL: PostgreSQL text cannot hold one, and the name is looked up there (a 500 before)
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")
+    password: str = Field(min_length=1, max_length=1024)
 
 
 class TokenPublic(BaseModel):
@@ -82,16 +90,58 @@ class SignInPublic(SignInEvent):
 
 
 class QuarantinePublic(BaseModel):
+    """A row of the quarantine list: bounded, without the payload (GET /api/v1/quarantine/{id} has it)."""
+
     id: int
-    received_at: datetime
+    received_at: datetime  # first seen
+    last_seen: datetime
+    count: int  # deliveries of this same rejection (same topic, reason and bytes) folded into the row
     topic: str
     site: str | None
     device: str | None
     reason: str
     detail: str
-    payload_text: str | None
-    payload_base64: str
-    size: int
+    size: int  # of the whole payload, in bytes
+    sha256: str | None  # of the whole payload (rows kept before revision 0004 have none)
+
+
+class QuarantineItemPublic(QuarantinePublic):
+    """One quarantined message with the payload prefix that was kept (at most 4 KiB)."""
+
+    kept_bytes: int
+    truncated: bool
+    payload_text: str | None  # the kept prefix as UTF-8 (to its last whole character), when it is UTF-8
+    payload_base64: str  # the kept prefix
+
+
+class RejectionCount(BaseModel):
+    reason: str
+    rows: int  # quarantine rows
+    messages: int  # deliveries, repeats folded into the rows included
+
+
+class SourceRejections(BaseModel):
+    """Rejections of one source: a device, the unknown devices of a site, or everything else."""
+
+    source: str  # "device:{site}/{device}", "site:{site}" or "other"
+    site: str | None
+    device: str | None
+    rows: int
+    messages: int
+    over_budget: int  # rejections only counted, not kept: the source was over its hourly budget
+    flagged: bool  # over budget within the last hour: for the control room to look at
+    last_over_at: datetime | None
+
+
+class QuarantineSummaryPublic(BaseModel):
+    """Rejection totals from the database, wherever the gateway runs (docs/metrics.md)."""
+
+    rows: int
+    messages: int
+    over_budget: int
+    budget_per_hour: int
+    by_reason: list[RejectionCount]
+    by_source: list[SourceRejections]  # most messages first, at most `limit`
 
 
 T = TypeVar("T")

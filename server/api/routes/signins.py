@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, tzinfo
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
 
 from server.api.deps import CONTROL, BeforeId, Limit, SessionDep
 from server.api.schemas import Name, Page, SignInPublic
+from server.api.time_filters import Since, Until, resolve_bound
 from storage.models import Device, InboundMessage, Location, SignIn, Site, Staff
 
 router = APIRouter(prefix="/api/v1/signins", tags=["signins"], dependencies=[CONTROL])
+
+
+def _zone(session: Session, site: str | None) -> tzinfo:
+    """Where a plain-date `since`/`until` is read: the filtered site's time zone, else UTC."""
+    name = session.scalar(select(Site.timezone).where(Site.code == site)) if site else None
+    return ZoneInfo(name) if name else UTC
 
 
 @router.get(
@@ -28,13 +37,16 @@ def list_signins(
     checkpoint: Annotated[str | None, Query(description="location code")] = None,
     device: str | None = None,
     ok: bool | None = None,
-    since: Annotated[datetime | None, Query(description="tapped at or after (RFC 3339)")] = None,
-    until: Annotated[datetime | None, Query(description="tapped before (RFC 3339)")] = None,
+    clock_skew: Annotated[
+        bool | None, Query(description="true: only sign-ins whose reader clock was off (they count at receipt time)")
+    ] = None,
+    since: Since = None,
+    until: Until = None,
     before_id: BeforeId = None,
     limit: Limit = 100,
 ) -> Page[SignInPublic]:
     stmt = (
-        select(SignIn, Site.code, Device.code, InboundMessage.msg_id, Staff, Location)
+        select(SignIn, Site.code, Device.code, InboundMessage, Staff, Location)
         .join(Site, Site.id == SignIn.site_id)
         .join(Device, Device.id == SignIn.device_id)
         .join(InboundMessage, InboundMessage.id == SignIn.message_id)
@@ -49,8 +61,9 @@ def list_signins(
         (checkpoint, lambda v: Location.code == v),
         (device, lambda v: Device.code == v),
         (ok, lambda v: SignIn.ok.is_(v)),
-        (since, lambda v: SignIn.tapped_at >= v),
-        (until, lambda v: SignIn.tapped_at < v),
+        (clock_skew, lambda v: InboundMessage.clock_skew_s.is_not(None) == v),
+        (since, lambda v: SignIn.tapped_at >= resolve_bound(v, _zone(session, site), end_of_day=False)),
+        (until, lambda v: SignIn.tapped_at < resolve_bound(v, _zone(session, site), end_of_day=True)),
         (before_id, lambda v: SignIn.id < v),
     ]
     for value, clause in filters:
@@ -61,7 +74,7 @@ def list_signins(
             id=s.id,
             site=site_code,
             device=dev_code,
-            message_id=msg_id,
+            message_id=msg.msg_id,
             guard=g.code if g else None,
             guard_name=Name(zh=g.name_zh, en=g.name_en) if g else None,
             checkpoint=loc.code if loc else None,
@@ -71,7 +84,9 @@ def list_signins(
             reason=s.reason,
             tapped_at=s.tapped_at,
             received_at=s.received_at,
+            device_ts=msg.device_ts,
+            clock_skew_s=msg.clock_skew_s,
         )
-        for s, site_code, dev_code, msg_id, g, loc in session.execute(stmt)
+        for s, site_code, dev_code, msg, g, loc in session.execute(stmt)
     ]
     return Page[SignInPublic].of(items, limit)
