@@ -6,16 +6,22 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-deadlines clean
+.PHONY: run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login clean
 
+# Says what it does: the first install is quiet pip work of about a minute.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=python3.11")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "==> [1/3] creating the virtual environment $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "==> [3/3] installing patrol and its test tools into $(VENV) (about a minute the first time; done once)"
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+	@echo "==> installed"
 
 run: $(STAMP)
+	@echo "==> starting the demo: database, demo site 荔园, MQTT broker, gateway, simulated devices, API (Ctrl-C stops)"
 	$(BIN)/patrol demo
 
 test: $(STAMP) lint typecheck pytest
@@ -32,11 +38,21 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
+# The API against its own OpenAPI (all schemathesis checks, both databases); also part of `make test`.
+schemathesis: $(STAMP)
+	$(BIN)/python -m pytest -q --no-cov tests/integration/test_schemathesis.py $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 
 bench-deadlines: $(STAMP)
 	$(BIN)/python bench/deadlines.py $(BENCH_ARGS)
+
+bench-flood: $(STAMP)
+	$(BIN)/python bench/flood.py $(BENCH_ARGS)
+
+bench-login: $(STAMP)
+	$(BIN)/python bench/login_flood.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

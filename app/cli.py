@@ -24,9 +24,23 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _ports_free(settings: Settings, *, broker: bool = True) -> bool:
+    """Before anything starts: the API's (and the embedded broker's) port must be free (app/preflight.py)."""
+    from app.preflight import PortBusyError, check_ports
+
+    try:
+        check_ports(settings, broker=broker)
+    except PortBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.runtime import Runtime
 
+    if not _ports_free(settings):
+        return 2
     rt = Runtime.prepare(settings)
     rt.start_broker()
     rt.start_gateway()
@@ -63,6 +77,8 @@ def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     from app.runtime import Runtime
 
+    if not _ports_free(settings, broker=False):
+        return 2
     rt = Runtime.prepare(settings)
     try:
         rt.serve_api()
@@ -110,19 +126,119 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise ValueError("the two passwords differ: nothing changed")
+    return first
+
+
+def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
+    """A new password; the user's tokens are revoked, so every session of theirs must log in again."""
+    from server.auth import set_password
+    from storage.db import open_database, session_factory, transaction
+
+    try:
+        password = _read_password(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    engine = open_database(settings.database_url)
+    try:
+        with transaction(session_factory(engine)) as session:
+            set_password(session, args.username, password)
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"password of {args.username} changed; their tokens are revoked")
+    return 0
+
+
+def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
+    """Disable (or, with `enable`, allow again) a user; disabling ends their sessions and live feeds."""
+    from server.auth import set_active
+    from storage.db import open_database, session_factory, transaction
+
+    active = args.user_command == "enable"
+    engine = open_database(settings.database_url)
+    try:
+        with transaction(session_factory(engine)) as session:
+            revoked = set_active(session, args.username, active)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if active:
+        print(f"user {args.username} enabled")
+    else:
+        print(f"user {args.username} disabled; {revoked} token(s) revoked (undo: patrol user enable {args.username})")
+    return 0
+
+
+def _device_credentials(settings: Settings, path: str | None) -> dict[str, str] | None:
+    """Each simulated device's own account: from --credentials, else what the embedded broker was
+    provisioned with; None (one shared client) for an external broker named without credentials."""
+    from app.broker_accounts import BrokerFiles
+
+    if path:
+        from core.mqtt_passwords import parse_credentials
+
+        return parse_credentials(Path(path).read_text())
+    if settings.embedded_broker:
+        return BrokerFiles(settings.broker_accounts_path).read_credentials() or None
+    return None
+
+
 def _start_simulator(settings: Settings, site_file: Path) -> threading.Event:
     from devices.simulator import run_simulator
 
     stop = threading.Event()
     args = (settings.broker_url, site_file, stop)
-    threading.Thread(target=run_simulator, args=args, name="simulator", daemon=True).start()
+    kwargs = {"credentials": _device_credentials(settings, None)}
+    threading.Thread(target=run_simulator, args=args, kwargs=kwargs, name="simulator", daemon=True).start()
     return stop
+
+
+def cmd_device_provision(settings: Settings, args: argparse.Namespace) -> int:
+    """Broker accounts for every device in the database and the service accounts (docs/broker-access.md)."""
+    from app.broker_accounts import BrokerFiles, provision_from_database
+    from storage.db import open_database
+
+    rotate: list[str] | bool = True if args.rotate == [] else (args.rotate or False)
+    files = BrokerFiles(Path(args.out) if args.out else settings.broker_accounts_path)
+    engine = open_database(settings.database_url)
+    try:
+        done = provision_from_database(
+            engine, files, args.gateway or ["patrol-gateway"], args.live or ["patrol-live"], rotate, args.remove
+        )
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(done.describe())
+    print(
+        "\nNext / 下一步:\n"
+        "  Mosquitto: password_file and acl_file must point at these files; reload it (kill -HUP, or\n"
+        "    docker compose kill -s HUP mosquitto). The embedded broker re-reads them by itself.\n"
+        "  Devices: give each device only its own line of the credentials file (username:password).\n"
+        "  Gateway: PATROL_MQTT_USERNAME / PATROL_MQTT_PASSWORD of a gateway account;\n"
+        "  API: PATROL_MQTT_LIVE_USERNAME / PATROL_MQTT_LIVE_PASSWORD of the live account.\n"
+        "  Re-run after adding or removing devices (passwords are kept; --rotate renews them)."
+    )
+    return 0
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from devices.simulator import run_simulator
 
     url = args.broker or settings.broker_url
+    credentials = _device_credentials(settings, args.credentials) if args.credentials or not args.broker else None
     stop = threading.Event()
     try:
         sent = run_simulator(
@@ -132,6 +248,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             tap_every_s=args.tap_every,
             telemetry_every_s=args.telemetry_every,
             duration_s=args.duration,
+            credentials=credentials,
         )
     except KeyboardInterrupt:
         stop.set()
@@ -148,6 +265,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from storage.sitefile.load import load_site
     from storage.sitefile.parse import parse_site_file
 
+    if settings.env == "prod":
+        print(
+            "error: `patrol demo` makes an admin user 'demo' and runs simulated devices: refused with "
+            "PATROL_ENV=prod. Use `patrol serve` (or `patrol gateway` and `patrol api`) and `patrol user add`.",
+            file=sys.stderr,
+        )
+        return 2
+    if not _ports_free(settings):  # before the demo password is reset and anything is started
+        return 2
     engine = open_database(settings.database_url)
     password = secrets.token_urlsafe(9)  # fresh each start: no password is written in the repo
     with transaction(session_factory(engine)) as session:
@@ -159,8 +285,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     engine.dispose()
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(
-        f"\n  API        {base}/docs\n  Sign-ins   {base}/api/v1/signins\n  Live feed  ws://{settings.api_host}:{settings.api_port}/api/v1/live?token=…"
-        f"\n  Demo login user 'demo', password '{password}' (demo only; real users: patrol user add)\n",
+        f"\n  API        {base}/docs\n  Sign-ins   {base}/api/v1/signins"
+        f"\n  Live feed  ws://{settings.api_host}:{settings.api_port}/api/v1/live (token in the first message)"
+        f"\n  Demo login user 'demo', password '{password}'"
+        "\n             an admin: may do everything; for a first look only (real users: patrol user add)\n",
         flush=True,
     )
     args.simulate = DEMO_SITE
@@ -192,12 +320,39 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="display name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(func=cmd_user_add)
+    passwd = user.add_parser("passwd", help="set a new password (revokes the user's tokens)")
+    passwd.add_argument("username")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    passwd.set_defaults(func=cmd_user_passwd)
+    for verb, text in (("disable", "disable a user and revoke their tokens"), ("enable", "enable a disabled user")):
+        toggle = user.add_parser(verb, help=text)
+        toggle.add_argument("username")
+        toggle.set_defaults(func=cmd_user_disable)
+    device = sub.add_parser("device", help="field devices on the broker").add_subparsers(
+        dest="device_command", required=True
+    )
+    prov = device.add_parser("provision", help="write the broker's password file, ACL and device credentials")
+    prov.add_argument("--out", metavar="DIR", help="where to write (default: PATROL_BROKER_ACCOUNTS_DIR or var/broker)")
+    for flag, text in (("--gateway", "a gateway account"), ("--live", "a live-feed account (one per API process)")):
+        prov.add_argument(flag, action="append", metavar="NAME", help=f"{text}; repeat for several")
+    prov.add_argument(
+        "--rotate", nargs="*", metavar="USERNAME", help="new passwords for these accounts (all accounts if none named)"
+    )
+    prov.add_argument(
+        "--remove", action="append", default=[], metavar="NAME", help="drop a service account an earlier run made"
+    )
+    prov.set_defaults(func=cmd_device_provision)
     sim = sub.add_parser("simulate", help="publish simulated taps, telemetry and status for a site file")
     sim.add_argument("--site-file", default=str(DEMO_SITE))
     sim.add_argument("--broker", help="mqtt://host:port (default: PATROL_MQTT_URL or the embedded broker)")
     sim.add_argument("--tap-every", type=float, default=3.0, help="seconds between taps of each reader")
     sim.add_argument("--telemetry-every", type=float, default=10.0, help="seconds between readings of each sensor")
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="devices' username:password lines from `patrol device provision` (default: the embedded broker's)",
+    )
     sim.set_defaults(func=cmd_simulate)
     return p
 
@@ -206,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
-    except ValueError as exc:
+    except ValueError as exc:  # pydantic's ValidationError included; its text never holds the input values
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings)

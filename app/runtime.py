@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from sqlalchemy import Engine
 
+from app.broker_accounts import BrokerFiles, provision_from_database, with_service_credentials
 from app.embedded_broker import EmbeddedBroker
 from app.wiring import deadline_handlers, live_source
 from core.clock import Clock, SystemClock
@@ -22,6 +23,10 @@ from server.api.app import create_app
 from storage.db import open_database, session_factory, transaction
 
 log = logging.getLogger(__name__)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 @dataclass
@@ -39,10 +44,22 @@ class Runtime:
         return cls(settings, open_database(settings.database_url))
 
     def start_broker(self) -> None:
+        """The embedded broker, with accounts provisioned under var/broker for the gateway, the live feed
+        and every device in the database (passwords kept across starts); its processes log in with them."""
         if self.settings.embedded_broker:
+            files = BrokerFiles(self.settings.broker_accounts_path)
+            provisioned = provision_from_database(self.engine, files)
             b = self.settings.broker
-            self.broker = EmbeddedBroker(b.host, b.port)
+            self.broker = EmbeddedBroker(b.host, b.port, files.passwd, files.acl)
             self.broker.start()
+            self.settings = with_service_credentials(self.settings, provisioned.passwords)
+
+    def _embedded_credentials(self) -> None:
+        """A process without the broker (`patrol api`) on the embedded one logs in with what it provisioned."""
+        if self.settings.embedded_broker and self.settings.mqtt_username is None:
+            passwords = BrokerFiles(self.settings.broker_accounts_path).read_credentials()
+            if passwords:
+                self.settings = with_service_credentials(self.settings, passwords)
 
     def start_gateway(self) -> Gateway:
         """The gateway and, beside it, the sweeper that fires this database's due deadlines
@@ -60,6 +77,7 @@ class Runtime:
 
     def serve_api(self) -> None:
         """Blocks until Ctrl-C / SIGTERM; uvicorn owns the signals while it runs."""
+        self._embedded_credentials()
         app = create_app(self.settings, self.engine, live_feed=live_source(self.settings))
         config = uvicorn.Config(
             app,
@@ -67,9 +85,24 @@ class Runtime:
             port=self.settings.api_port,
             log_level=self.settings.log_level.lower(),
             ws="websockets-sansio",
+            ssl_certfile=self.settings.api_tls_cert,
+            ssl_keyfile=self.settings.api_tls_key,
+            forwarded_allow_ips=self.settings.api_forwarded_allow_ips,  # the client address behind a proxy
+            # Ctrl-C waits at most this long for open requests; live-feed sockets end on their own
+            # (server/api/routes/live.py watches their receive side), so nothing should need it.
+            timeout_graceful_shutdown=5,
         )
-        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it already handled
-            uvicorn.Server(config).run()
+        # uvicorn re-raises the signal it already handled once it has stopped: Ctrl-C as KeyboardInterrupt,
+        # SIGTERM by its default action, which would kill the process before `shutdown()` stops the gateway.
+        # Both end as KeyboardInterrupt here, so `patrol serve` stops cleanly either way (exit code 0).
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                uvicorn.Server(config).run()
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     def wait_for_signal(self) -> None:
         """Until SIGINT/SIGTERM, or until the broker refuses our credentials for good."""

@@ -7,13 +7,16 @@ API on 127.0.0.1:8000. Naming a database or broker by URL switches to it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.device_clock import DEFAULT_FUTURE, DEFAULT_PAST, ClockWindow
 
 EMBEDDED_BROKER_HOST = "127.0.0.1"
 EMBEDDED_BROKER_PORT = 1884
@@ -25,7 +28,7 @@ class BrokerAddress(BaseModel, frozen=True):
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     tls: bool = False
 
     @classmethod
@@ -47,15 +50,19 @@ class BrokerAddress(BaseModel, frozen=True):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PATROL_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a configuration error must never print a secret (a password, a URL with one)
+    model_config = SettingsConfigDict(env_prefix="PATROL_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["dev", "prod"] = "dev"
     var_dir: Path = Path("var")
-    database_url: str = ""
-    mqtt_url: str = ""
+    database_url: str = Field(default="", repr=False)  # may carry a password
+    mqtt_url: str = Field(default="", repr=False)  # may carry user:password
     embedded_broker_port: int = EMBEDDED_BROKER_PORT
     mqtt_username: str | None = None
-    mqtt_password: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_live_username: str | None = Field(default=None, description="the API live feed's own broker account")
+    mqtt_live_password: SecretStr | None = None
+    broker_accounts_dir: Path | None = Field(default=None, description="provisioned broker files; default var/broker")
     mqtt_tls_ca: Path | None = None
     mqtt_tls_cert: Path | None = None
     mqtt_tls_key: Path | None = None
@@ -69,13 +76,46 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
+    api_behind_tls_proxy: bool = Field(default=False, description="TLS ends at a reverse proxy in front of the API")
+    api_forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="proxies whose X-Forwarded-For names the client (login limits per address)"
+    )
     gateway_metrics_port: int | None = None
     gateway_metrics_host: str = "127.0.0.1"
     batch_max_size: int = Field(default=2000, ge=1, le=5000)
     batch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
     batch_max_gap_ms: int = Field(default=5, ge=1, le=5000, description="close a batch when input pauses this long")
+    batch_max_per_device: int = Field(
+        default=400, ge=1, le=5000, description="messages of one device per batch: a flooding device delays only itself"
+    )
     token_ttl_hours: int = 12
+    login_hash_workers: int = Field(default=1, ge=1, le=8, description="threads that check passwords")
+    login_hash_queue: int = Field(default=16, ge=0, le=1000, description="logins that may wait for them")
+    login_hashes_per_second: float = Field(default=5.0, gt=0, le=1000, description="password checks started, at most")
+    login_lockout_after_user_failures: int = Field(default=5, ge=1, description="failures that start a lockout")
+    login_lockout_after_address_failures: int = Field(default=20, ge=1, description="failures that start a lockout")
+    login_refusal_delay_ms: int = Field(
+        default=1000, ge=0, le=5000, description="a refused login (401/429) is answered this much later"
+    )
     telemetry_retention_days: int = Field(default=30, ge=1, description="raw readings kept in SQL this long")
+    clock_past_window_s: int = Field(
+        default=int(DEFAULT_PAST.total_seconds()),
+        ge=60,
+        description="a device ts this far behind receipt time is still used (offline queues); older is clock skew",
+    )
+    clock_future_window_s: int = Field(
+        default=int(DEFAULT_FUTURE.total_seconds()),
+        ge=1,
+        description="a device ts this far ahead of receipt time is still used; further ahead is clock skew",
+    )
+    quarantine_retention_days: int = Field(
+        default=14, ge=1, description="rejected messages kept this long after they were last seen"
+    )
+    quarantine_budget_per_hour: int = Field(
+        default=100, ge=1, le=100_000, description="new quarantine rows per device an hour; past it only counted"
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -84,9 +124,36 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.var_dir / 'patrol.db').as_posix()}"
         if self.env == "prod" and self.embedded_broker:
             raise ValueError("PATROL_ENV=prod needs a real broker: set PATROL_MQTT_URL (e.g. mqtt://127.0.0.1:1883)")
-        if self.env == "prod" and self.mqtt_password in ("changeme", "change-me", "password", "secret"):
+        if self.env == "prod" and self.broker.password in ("changeme", "change-me", "password", "secret"):
             raise ValueError("PATROL_MQTT_PASSWORD is a placeholder: set a real secret before running in prod")
+        if (self.api_tls_cert is None) != (self.api_tls_key is None):
+            raise ValueError("set both PATROL_API_TLS_CERT and PATROL_API_TLS_KEY (or neither)")
+        if self.env == "prod":
+            self._refuse_unsafe_prod()
         return self
+
+    def _refuse_unsafe_prod(self) -> None:
+        """PATROL_ENV=prod refuses what is only fit for a demo, naming the variable to set."""
+        if self.broker.username is None:
+            raise ValueError(
+                "PATROL_ENV=prod refuses an anonymous broker: set PATROL_MQTT_USERNAME and PATROL_MQTT_PASSWORD "
+                "(or mqtt://user:password@host in PATROL_MQTT_URL)"
+            )
+        if self.database_url.startswith("sqlite"):
+            raise ValueError(
+                "PATROL_ENV=prod refuses SQLite: set PATROL_DATABASE_URL=postgresql://user:password@host/patrol"
+            )
+        loopback = self.api_host in ("127.0.0.1", "::1", "localhost") or self.api_host.startswith("127.")
+        if not loopback and self.api_tls_cert is None and not self.api_behind_tls_proxy:
+            raise ValueError(
+                f"PATROL_ENV=prod refuses a plain-HTTP API on {self.api_host}: set PATROL_API_TLS_CERT and "
+                "PATROL_API_TLS_KEY, or PATROL_API_BEHIND_TLS_PROXY=true when a reverse proxy terminates TLS"
+            )
+
+    @property
+    def clock_window(self) -> ClockWindow:
+        """Around the receipt time, where a device's `ts` is believed (core.device_clock)."""
+        return ClockWindow(timedelta(seconds=self.clock_past_window_s), timedelta(seconds=self.clock_future_window_s))
 
     @property
     def embedded_broker(self) -> bool:
@@ -94,13 +161,24 @@ class Settings(BaseSettings):
 
     @property
     def broker(self) -> BrokerAddress:
-        if self.embedded_broker:
-            return BrokerAddress(host=EMBEDDED_BROKER_HOST, port=self.embedded_broker_port)
-        address = BrokerAddress.parse(self.mqtt_url)
+        if self.embedded_broker:  # provisioned on start (app/broker_accounts.py): credentials apply here too
+            address = BrokerAddress(host=EMBEDDED_BROKER_HOST, port=self.embedded_broker_port)
+        else:
+            address = BrokerAddress.parse(self.mqtt_url)
         updates = {
-            k: v for k, v in (("username", self.mqtt_username), ("password", self.mqtt_password)) if v is not None
+            k: v
+            for k, v in (
+                ("username", self.mqtt_username),
+                ("password", self.mqtt_password.get_secret_value() if self.mqtt_password else None),
+            )
+            if v is not None
         }
         return address.model_copy(update=updates) if updates else address
+
+    @property
+    def broker_accounts_path(self) -> Path:
+        """Where `patrol device provision` writes by default, and the embedded broker reads."""
+        return self.broker_accounts_dir or self.var_dir / "broker"
 
     @property
     def broker_url(self) -> str:
