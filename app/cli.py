@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import secrets
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.device_commands import cmd_device_provision, cmd_simulate, start_simulator
+from app.user_commands import cmd_user_add, cmd_user_disable, cmd_user_passwd
 from core.config import Settings, get_settings
 from server.auth import Role
 
@@ -44,7 +44,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     rt = Runtime.prepare(settings)
     rt.start_broker()
     rt.start_gateway()
-    sim = _start_simulator(settings, args.simulate) if getattr(args, "simulate", None) else None
+    sim = start_simulator(settings, args.simulate) if getattr(args, "simulate", None) else None
     try:
         rt.serve_api()
     finally:
@@ -107,153 +107,6 @@ def cmd_site_load(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_database(settings.database_url)
     with transaction(session_factory(engine)) as session:
         print(load_site(session, spec).describe())
-    return 0
-
-
-def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    from server.auth import UserExistsError, create_user
-    from storage.db import open_database, session_factory, transaction
-
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    engine = open_database(settings.database_url)
-    try:
-        with transaction(session_factory(engine)) as session:
-            create_user(session, args.username, password, Role(args.role), args.name, datetime.now(UTC))
-    except (UserExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"user {args.username} created with role {args.role}")
-    return 0
-
-
-def _read_password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("New password: ")
-    if getpass.getpass("Again: ") != first:
-        raise ValueError("the two passwords differ: nothing changed")
-    return first
-
-
-def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
-    """A new password; the user's tokens are revoked, so every session of theirs must log in again."""
-    from server.auth import set_password
-    from storage.db import open_database, session_factory, transaction
-
-    try:
-        password = _read_password(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    engine = open_database(settings.database_url)
-    try:
-        with transaction(session_factory(engine)) as session:
-            set_password(session, args.username, password)
-    except (LookupError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    print(f"password of {args.username} changed; their tokens are revoked")
-    return 0
-
-
-def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
-    """Disable (or, with `enable`, allow again) a user; disabling ends their sessions and live feeds."""
-    from server.auth import set_active
-    from storage.db import open_database, session_factory, transaction
-
-    active = args.user_command == "enable"
-    engine = open_database(settings.database_url)
-    try:
-        with transaction(session_factory(engine)) as session:
-            revoked = set_active(session, args.username, active)
-    except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    if active:
-        print(f"user {args.username} enabled")
-    else:
-        print(f"user {args.username} disabled; {revoked} token(s) revoked (undo: patrol user enable {args.username})")
-    return 0
-
-
-def _device_credentials(settings: Settings, path: str | None) -> dict[str, str] | None:
-    """Each simulated device's own account: from --credentials, else what the embedded broker was
-    provisioned with; None (one shared client) for an external broker named without credentials."""
-    from app.broker_accounts import BrokerFiles
-
-    if path:
-        from core.mqtt_passwords import parse_credentials
-
-        return parse_credentials(Path(path).read_text())
-    if settings.embedded_broker:
-        return BrokerFiles(settings.broker_accounts_path).read_credentials() or None
-    return None
-
-
-def _start_simulator(settings: Settings, site_file: Path) -> threading.Event:
-    from devices.simulator import run_simulator
-
-    stop = threading.Event()
-    args = (settings.broker_url, site_file, stop)
-    kwargs = {"credentials": _device_credentials(settings, None)}
-    threading.Thread(target=run_simulator, args=args, kwargs=kwargs, name="simulator", daemon=True).start()
-    return stop
-
-
-def cmd_device_provision(settings: Settings, args: argparse.Namespace) -> int:
-    """Broker accounts for every device in the database and the service accounts (docs/broker-access.md)."""
-    from app.broker_accounts import BrokerFiles, provision_from_database
-    from storage.db import open_database
-
-    rotate: list[str] | bool = True if args.rotate == [] else (args.rotate or False)
-    files = BrokerFiles(Path(args.out) if args.out else settings.broker_accounts_path)
-    engine = open_database(settings.database_url)
-    try:
-        done = provision_from_database(
-            engine, files, args.gateway or ["patrol-gateway"], args.live or ["patrol-live"], rotate, args.remove
-        )
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    print(done.describe())
-    print(
-        "\nNext / 下一步:\n"
-        "  Mosquitto: password_file and acl_file must point at these files; reload it (kill -HUP, or\n"
-        "    docker compose kill -s HUP mosquitto). The embedded broker re-reads them by itself.\n"
-        "  Devices: give each device only its own line of the credentials file (username:password).\n"
-        "  Gateway: PATROL_MQTT_USERNAME / PATROL_MQTT_PASSWORD of a gateway account;\n"
-        "  API: PATROL_MQTT_LIVE_USERNAME / PATROL_MQTT_LIVE_PASSWORD of the live account.\n"
-        "  Re-run after adding or removing devices (passwords are kept; --rotate renews them)."
-    )
-    return 0
-
-
-def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from devices.simulator import run_simulator
-
-    url = args.broker or settings.broker_url
-    credentials = _device_credentials(settings, args.credentials) if args.credentials or not args.broker else None
-    stop = threading.Event()
-    try:
-        sent = run_simulator(
-            url,
-            Path(args.site_file),
-            stop,
-            tap_every_s=args.tap_every,
-            telemetry_every_s=args.telemetry_every,
-            duration_s=args.duration,
-            credentials=credentials,
-        )
-    except KeyboardInterrupt:
-        stop.set()
-        return 0
-    print(f"published {sent} messages")
     return 0
 
 
