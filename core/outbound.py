@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -56,6 +56,11 @@ class _Event(BaseModel):
     def topic_path(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    def split(self, parts: int) -> list[Self]:
+        """The event as up to `parts` smaller events of the same kind, when it is too large for one
+        message; an event that cannot be split stays whole."""
+        return [self]
+
 
 class SignInEvent(_Event):
     """One sign-in (签到) with the verdict its reader was given."""
@@ -84,6 +89,10 @@ class SignInBatch(_Event):
 
     def topic_path(self) -> tuple[str, ...]:
         return ("signins",)
+
+    def split(self, parts: int) -> list[Self]:
+        size = -(-len(self.items) // max(1, min(parts, len(self.items))))  # ceiling division
+        return [self.model_copy(update={"items": self.items[i : i + size]}) for i in range(0, len(self.items), size)]
 
 
 class DeviceStatusEvent(_Event):
@@ -118,6 +127,11 @@ def event_topic(site: str, event: SignInBatch | DeviceStatusEvent) -> str:
     return out_topic(site, *event.topic_path())
 
 
+#: The largest out/ message: the contract's payload limit (CONTRACT.md "Payloads": 16 KiB), which
+#: deploy/mosquitto/mosquitto.conf (`message_size_limit`) and the embedded broker enforce on everyone.
+MAX_OUT_BYTES = 16 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
     """An event for a site's out/ topics, decided in a transaction and published after its commit."""
@@ -137,6 +151,18 @@ class Outbound:
         """Compact UTF-8 JSON (names stay readable Chinese), serialised by pydantic-core: this runs
         for every tap, and is several times faster than dumping to dicts and then to JSON."""
         return self.event.model_dump_json(exclude_none=self.event.omit_none).encode("utf-8")
+
+    def payloads(self, max_bytes: int = MAX_OUT_BYTES) -> list[bytes]:
+        """The event as one message, or as several when it is over `max_bytes` (a batch of 2,000
+        sign-ins is ~700 KB): the contract's limit is enforced by the shipped broker on every
+        client, and Mosquitto disconnects an MQTT 5 client that publishes more."""
+        data = self.to_bytes()
+        if len(data) <= max_bytes:
+            return [data]
+        parts = self.event.split(-(-len(data) * 4 // (max_bytes * 3)))  # aim at 3/4 of the limit
+        if len(parts) < 2:
+            return [data]  # cannot be split: the broker will refuse it, and the link logs that
+        return [p for part in parts for p in Outbound(self.site, part).payloads(max_bytes)]
 
 
 _OUT_TOPIC = re.compile(rf"^{PREFIX}/(?P<site>{ID_PATTERN})/out/(?P<rest>.+)$")

@@ -53,9 +53,3 @@ class Effects:
         self.signins_refused += other.signins_refused
         self.quarantined += other.quarantined
         return self
-
-    def publications(self) -> list[Publication]:
-        """Readers' answers first (a guard is waiting), then events for screens."""
-        pubs = [Publication(r.topic, r.answer.to_bytes()) for r in self.replies]
-        pubs += [Publication(o.topic, o.to_bytes(), retain=o.retain) for o in self.events]
-        return pubs

@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.outbound import DeviceStatusEvent, Name, Outbound, ReaderAnswer, SignInBatch, SignInEvent, parse_out
+from core.outbound import (
+    MAX_OUT_BYTES,
+    DeviceStatusEvent,
+    Name,
+    Outbound,
+    ReaderAnswer,
+    SignInBatch,
+    SignInEvent,
+    parse_out,
+)
 
 AT = datetime(2026, 11, 28, 8, 5, tzinfo=UTC)
 SIGNIN = SignInEvent(
@@ -67,3 +76,30 @@ def test_a_reader_answer_leaves_out_empty_fields() -> None:
         "reason": "unknown_tag",
         "message": {"zh": "未登记的标签", "en": "Unknown tag"},
     }
+
+
+def test_a_large_batch_of_signins_is_split_into_messages_within_the_contract_limit() -> None:
+    """A committed batch of 2,000 sign-ins is ~700 KB; the shipped broker disconnects a client that
+    publishes over 16 KiB (CONTRACT.md "Payloads"), so out/signins goes out in pieces, none lost."""
+    at = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    items = [
+        SignInEvent(
+            device="rdr-h01",
+            guard="G001",
+            guard_name=Name(zh="王" * 50, en="Wang " * 20),
+            checkpoint=f"CP-{i}",
+            checkpoint_name=Name(zh="管井房" * 60, en="pipe well " * 20),
+            tag_uid="04A1B2C3D4E5F6",
+            ok=True,
+            reason=None,
+            tapped_at=at,
+            received_at=at,
+        )
+        for i in range(2000)
+    ]
+    payloads = Outbound("liyuan", SignInBatch(items=items)).payloads()
+    assert len(payloads) > 1 and all(len(p) <= MAX_OUT_BYTES for p in payloads)
+    checkpoints = [item["checkpoint"] for p in payloads for item in json.loads(p)["items"]]
+    assert checkpoints == [f"CP-{i}" for i in range(2000)], "every sign-in once, in order"
+    small = Outbound("liyuan", SignInBatch(items=items[:3]))
+    assert small.payloads() == [small.to_bytes()]
