@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     quarantine_budget_per_hour: int = Field(
         default=100, ge=1, le=100_000, description="new quarantine rows per device an hour; past it only counted"
     )
+    refused_answers_per_reader_s: int = Field(
+        default=20, ge=1, description="red answers a second to one reader at most (a flood loses the rest)"
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -21,11 +21,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from core.contract import RejectReason
+from gateway import metrics
 from gateway.effects import Effects, Publication
 from gateway.link import Link
 from gateway.messages import Received
@@ -55,7 +56,7 @@ class Committed:
         for r in effects.replies:
             refused = not r.answer.ok and r.answer.reason in _REFUSED
             (refusals if refused else urgent).append(Publication(r.topic, r.answer.to_bytes()))
-        urgent += [Publication(o.topic, o.to_bytes(), retain=o.retain) for o in effects.events]
+        urgent += [Publication(o.topic, data, retain=o.retain) for o in effects.events for data in o.payloads()]
         return cls(batch, urgent, refusals)
 
 
@@ -66,9 +67,40 @@ class Backlogged(Protocol):
     def backlog(self) -> int: ...
 
 
+class RefusalCap:
+    """At most `per_second` red answers a second to one reader's ack topic
+    (Settings.refused_answers_per_reader_s, 20); the rest are counted (`patrol_answers_shed_total`),
+    not sent. A guard cannot tap 20 times a second, so only a flood loses answers, and it loses
+    almost all of them: answering each of 50,000 garbage messages would hold their acks behind
+    50,000 publications and fill the broker's window for everyone. Green answers are never capped."""
+
+    def __init__(self, per_second: int = 20, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._per_second = per_second
+        self._monotonic = monotonic
+        self._windows: dict[str, tuple[int, int]] = {}  # ack topic → (second, answers sent in it)
+
+    def admit(self, publications: Sequence[Publication]) -> list[Publication]:
+        second = int(self._monotonic())
+        if len(self._windows) > 10_000:  # bounded: forget the readers of earlier seconds
+            self._windows = {t: w for t, w in self._windows.items() if w[0] == second}
+        admitted: list[Publication] = []
+        for pub in publications:
+            at, sent = self._windows.get(pub.topic, (second, 0))
+            if at != second:
+                at, sent = second, 0
+            if sent < self._per_second:
+                admitted.append(pub)
+                sent += 1
+            self._windows[pub.topic] = (at, sent)
+        if len(admitted) < len(publications):
+            metrics.ANSWERS_SHED.inc(len(publications) - len(admitted))
+        return admitted
+
+
 class Answerer:
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, cap: RefusalCap | None = None) -> None:
         self._link = link
+        self._cap = cap or RefusalCap()
         self._backlog = link.backlog if isinstance(link, Backlogged) else (lambda: 0)
         self._queue: queue.Queue[Committed | None] = queue.Queue(maxsize=BACKLOG)
         self._thread = threading.Thread(target=self._run, name="gateway-answers", daemon=True)
@@ -91,7 +123,7 @@ class Answerer:
     def deliver(self, committed: Committed) -> None:
         """One batch on the caller's thread (`Gateway.pump`): answers, refusals, then acks."""
         self._publish(committed.urgent)
-        self._publish(committed.refusals)
+        self._publish(self._cap.admit(committed.refusals))
         self._ack(committed.batch)
 
     def _run(self) -> None:
@@ -116,7 +148,7 @@ class Answerer:
                     continue
             held_since = None
             chunk, first.refusals = first.refusals[:CHUNK], first.refusals[CHUNK:]
-            self._publish(chunk)
+            self._publish(self._cap.admit(chunk))
             if not first.refusals:
                 self._in_hand.popleft()
                 self._ack(first.batch)

@@ -19,6 +19,9 @@ COMMIT_SECONDS = Histogram(
 )
 BATCH_FAILURES = Counter("patrol_batch_failures_total", "Batches whose transaction failed and was retried")
 SHED = Counter("patrol_gateway_shed_total", "QoS 0 messages refused because the gateway's inbox was full (a flood)")
+ANSWERS_SHED = Counter(
+    "patrol_answers_shed_total", "Red answers not sent: over the cap a second to one reader (a flood)"
+)
 QUEUE_DEPTH = Gauge("patrol_gateway_queue_depth", "Messages received but not yet committed")
 BROKER_CONNECTED = Gauge("patrol_gateway_broker_connected", "1 while the gateway is connected to the broker")
 LIVE_IGNORED = Counter(

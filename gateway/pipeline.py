@@ -28,7 +28,7 @@ from core.contract import SUBSCRIPTIONS, RejectReason
 from core.directory import Directory
 from core.outbound import Outbound
 from gateway import metrics
-from gateway.answering import Answerer, Committed
+from gateway.answering import Answerer, Committed, RefusalCap
 from gateway.batching import FairInbox
 from gateway.decode import decode
 from gateway.effects import Effects
@@ -67,7 +67,7 @@ class Gateway:
         self.link: Link = (link or self._mqtt_link)(self._receive, filters)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="gateway-worker", daemon=True)
-        self._answerer = Answerer(self.link)
+        self._answerer = Answerer(self.link, RefusalCap(settings.refused_answers_per_reader_s, self._clock.monotonic))
         self._directory = Directory()
         self._directory_at = -DIRECTORY_MAX_AGE_S  # clock.monotonic() of the last load (also rate-limits reloads)
         self.handled = 0  # device messages (not our own echoes) committed since start

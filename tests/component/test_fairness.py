@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from app.cli import DEMO_SITE
@@ -24,8 +25,8 @@ FLOOD = 50
 BATCH = 10
 
 
-def _gateway(db_url: str, engine: Engine, **settings: Any) -> tuple[Gateway, FakeLink]:
-    clock = FakeClock()
+def _gateway(db_url: str, engine: Engine, clock: FakeClock | None = None, **settings: Any) -> tuple[Gateway, FakeLink]:
+    clock = clock or FakeClock()
     link = FakeLink(clock)
     cfg = Settings(_env_file=None, database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", **settings)  # type: ignore[call-arg]
     return Gateway(cfg, engine, clock=clock, link=link.attach), link
@@ -33,7 +34,7 @@ def _gateway(db_url: str, engine: Engine, **settings: Any) -> tuple[Gateway, Fak
 
 @pytest.fixture
 def gateway(engine: Engine, db_url: str) -> Iterator[tuple[Gateway, FakeLink]]:
-    yield _gateway(db_url, engine, batch_max_size=BATCH)
+    yield _gateway(db_url, engine, batch_max_size=BATCH, refused_answers_per_reader_s=1000)
 
 
 def _lobby_tag() -> str:
@@ -84,7 +85,7 @@ def test_every_message_is_acked_only_after_its_own_answer_under_round_robin(gate
 def test_a_flooding_device_fills_at_most_its_share_of_a_batch(engine: Engine, db_url: str) -> None:
     """The cap per device bounds what the others wait for: the batch that carries the guard's tap
     holds at most `batch_max_per_device` flood messages, however large batches may be."""
-    gw, link = _gateway(db_url, engine, batch_max_size=1000, batch_max_per_device=5)
+    gw, link = _gateway(db_url, engine, batch_max_size=1000, batch_max_per_device=5, refused_answers_per_reader_s=1000)
     for i in range(FLOOD):
         link.inject(FLOODER, f'{{"id": "bad-{i}", "uid": "zz"}}'.encode())
     tap = link.inject(GUARD, json.dumps({"id": "good-3", "ts": 1764288311250, "uid": _lobby_tag()}).encode())
@@ -98,3 +99,27 @@ def test_a_flooding_device_fills_at_most_its_share_of_a_batch(engine: Engine, db
 
 def _publishes(link: FakeLink) -> list[tuple[str, tuple[str, bytes, int, bool]]]:
     return [(what, item) for what, item in link.log if what == "publish" and item[0].endswith("/ack")]
+
+
+def test_a_flood_gets_at_most_the_capped_red_answers_a_second_and_a_guard_still_gets_hers(
+    engine: Engine, db_url: str
+) -> None:
+    """Issue 6 items 2-3: a reader flooding garbage is answered red at most
+    `refused_answers_per_reader_s` times a second (the rest counted, not sent), so its acks are not
+    held behind thousands of publications; every message is still acked, the guard's tap answered."""
+    clock = FakeClock()
+    gw, link = _gateway(db_url, engine, clock, batch_max_size=BATCH, refused_answers_per_reader_s=20)
+    shed_before = REGISTRY.get_sample_value("patrol_answers_shed_total") or 0.0
+    for i in range(FLOOD):
+        link.inject(FLOODER, f'{{"id": "bad-{i}", "uid": "zz"}}'.encode())
+    tap = link.inject(GUARD, json.dumps({"id": "good-4", "ts": 1764288311250, "uid": _lobby_tag()}).encode())
+    gw.pump()
+    ids = [json.loads(p)["id"] for _, (t, p, *_) in _publishes(link)]
+    assert [i for i in ids if i.startswith("bad-")] == [f"bad-{i}" for i in range(20)]
+    assert "good-4" in ids and tap.mid in link.acked
+    assert sorted(link.acked) == list(range(1, FLOOD + 2)), "every message is still acked once"
+    assert (REGISTRY.get_sample_value("patrol_answers_shed_total") or 0.0) - shed_before == FLOOD - 20
+    clock.advance(1)
+    link.inject(FLOODER, b'{"id": "bad-next", "uid": "zz"}')
+    gw.pump()
+    assert json.loads(_publishes(link)[-1][1][1])["id"] == "bad-next", "a new second, a new allowance"

@@ -9,8 +9,8 @@ from typing import Any
 
 from core.outbound import ReaderAnswer
 from core.taps import refusal
-from gateway.answering import LINK_BACKLOG, Answerer, Committed
-from gateway.effects import Effects, Reply
+from gateway.answering import LINK_BACKLOG, Answerer, Committed, RefusalCap
+from gateway.effects import Effects, Publication, Reply
 from gateway.messages import Received
 
 AT = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -60,7 +60,7 @@ def test_a_later_batchs_green_answer_overtakes_an_earlier_batchs_red_ones_but_no
     the next batch's green answer goes out at once; then the red ones; acks in commit order, each
     batch's after its own answers."""
     link = BusyLink()
-    answerer = Answerer(link)  # type: ignore[arg-type]
+    answerer = Answerer(link, RefusalCap(per_second=1000))  # type: ignore[arg-type]
     flood = Effects(replies=[Reply("liyuan", "r9", refusal(f"bad-{i}", "bad_schema")) for i in range(120)])
     green = Effects(replies=[Reply("liyuan", "r1", ReaderAnswer(id="good", ok=True))])
     answerer.put(Committed.of([_msg(i) for i in range(1, 121)], flood))
@@ -81,8 +81,21 @@ def test_red_answers_held_for_a_backed_up_link_go_out_after_a_bounded_wait() -> 
     after HOLD_S per chunk, and the batch is acked after them."""
     link = BusyLink()
     link.green_sent.clear()
-    answerer = Answerer(link)  # type: ignore[arg-type]
+    answerer = Answerer(link, RefusalCap(per_second=1000))  # type: ignore[arg-type]
     answerer.put(Committed.of([_msg(1)], Effects(replies=[Reply("liyuan", "r9", refusal("bad", "bad_json"))])))
     answerer.start()
     answerer.stop(timeout=10)
     assert [what for what, _ in link.log] == ["publish", "ack"]
+
+
+def test_red_answers_to_one_reader_are_capped_per_second_and_green_ones_never() -> None:
+    """Issue 6 items 2-3: a flood is answered red at most `per_second` times a second per reader;
+    other readers have their own allowance; the next second brings a new one."""
+    now = [100.0]
+    cap = RefusalCap(per_second=3, monotonic=lambda: now[0])
+    flood = [Publication("patrol/v1/liyuan/reader/r9/ack", b"red") for _ in range(5)]
+    other = [Publication("patrol/v1/liyuan/reader/r1/ack", b"red")]
+    assert len(cap.admit(flood)) == 3
+    assert len(cap.admit(flood + other)) == 1, "r9 has used its allowance; r1 has its own"
+    now[0] += 1.0
+    assert len(cap.admit(flood)) == 3
