@@ -41,6 +41,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if not _ports_free(settings):
         return 2
+    if not settings.embedded_broker and settings.mqtt_live_username is None:
+        # on Mosquitto the client id is the username: a live feed on the gateway's account would
+        # take over the gateway's session (and the taps queued in it) every time either reconnects
+        print(
+            "error: the API's live feed needs its own broker account beside the gateway's: set "
+            "PATROL_MQTT_LIVE_USERNAME and PATROL_MQTT_LIVE_PASSWORD (the patrol-live account of "
+            "`patrol device provision`)",
+            file=sys.stderr,
+        )
+        return 2
     rt = Runtime.prepare(settings)
     rt.start_broker()
     rt.start_gateway()
