@@ -38,9 +38,8 @@ class ServeProcess(GatewayProcess):
     def start(self, timeout_s: float = 60.0) -> psutil.Process:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
         env.update(
-            PATROL_MQTT_URL=self.broker.url,
+            **self.broker_env(),
             PATROL_DATABASE_URL=self.db_url,
-            PATROL_MQTT_CLIENT_ID=self.client_id,
             PATROL_API_PORT=str(self.api_port),
             PATROL_LOG_LEVEL="WARNING",  # INFO would log one access line per refused login
             **self.extra_env,

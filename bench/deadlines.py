@@ -44,7 +44,7 @@ from sqlalchemy import Engine, delete, insert, text  # noqa: E402
 from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess  # noqa: E402
 from bench.ingest import prepare_database  # noqa: E402
-from bench.mqtt_load import Publisher, paced, tap_messages  # noqa: E402
+from bench.mqtt_load import Login, Publisher, bench_broker, device_logins, paced, tap_messages  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
 from bench.report import fmt, machine_line  # noqa: E402
 from bench.runs import percentile, signin_count  # noqa: E402
@@ -99,10 +99,10 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
 
 
-def paced_taps(port: int, rate: int, seconds: float, tags: list[str], out: Any) -> None:
+def paced_taps(logins: dict[str, Login], rate: int, seconds: float, tags: list[str], out: Any) -> None:
     """Child process: QoS 1 taps at `rate`/s for `seconds`, in a process of its own so the
-    publisher's work does not share the sweeper's interpreter lock."""
-    publisher = Publisher(port, "dl-taps")
+    publisher's work does not share the sweeper's interpreter lock; each reader on its own account."""
+    publisher = Publisher(logins, "dl-taps")
     total, start = int(rate * seconds), time.monotonic()
     for _id, topic, payload in paced(tap_messages("dlt", total, tags), rate):
         publisher.publish(topic, payload)
@@ -159,7 +159,9 @@ def ingest_run(
         gateway.start()
         tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
         seconds = 3.0 + args.spread + 3.0  # the stream covers the whole run: lead, spread, tail
-        publisher = ctx.Process(target=paced_taps, args=(broker.port, args.rate, seconds, tags, out), daemon=True)
+        publisher = ctx.Process(
+            target=paced_taps, args=(device_logins(broker), args.rate, seconds, tags, out), daemon=True
+        )
         publisher.start()
         time.sleep(1.0)  # let the stream reach its pace before the first deadline is scheduled
         before = signin_count(engine)
@@ -219,7 +221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    broker = MosquittoBroker()
+    broker = bench_broker()
     runs: list[RunResult] = []
     version = "PostgreSQL ?"
     with work_dir("patrol-bench-deadlines-", args.keep) as workdir, postgres_database() as url:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -16,29 +15,35 @@ import psutil
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.mqtt_load import connect, end_session, new_client
+from bench.mqtt_load import connect, end_session, login, new_client
 from bench.progress import log
+from core.broker_access import GATEWAY_ACCOUNT, LIVE_ACCOUNT
 from tests.support.mosquitto import MosquittoBroker
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 class GatewayProcess:
-    """`python -m app.cli gateway` as production runs it, logging to a file."""
+    """`python -m app.cli gateway` as production runs it, logging to a file, logged in with the gateway's
+    account (the broker makes the client id the username)."""
 
     def __init__(self, broker: MosquittoBroker, db_url: str, log_path: Path) -> None:
         self.broker, self.db_url, self.log_path = broker, db_url, log_path
-        self.client_id = f"bench-gw-{uuid.uuid4().hex[:8]}"
+        self.client_id = GATEWAY_ACCOUNT
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60.0) -> psutil.Process:
-        env = {
-            **os.environ,
-            "PATROL_MQTT_URL": self.broker.url,
-            "PATROL_DATABASE_URL": self.db_url,
+    def broker_env(self) -> dict[str, str]:
+        """The gateway's account, and the live feed's own (a `patrol serve` process has both clients: on one
+        account the second login would take the first one's session over)."""
+        return {
+            "PATROL_MQTT_URL": self.broker.url_for(GATEWAY_ACCOUNT),
             "PATROL_MQTT_CLIENT_ID": self.client_id,
-            "PATROL_LOG_LEVEL": "INFO",
+            "PATROL_MQTT_LIVE_USERNAME": LIVE_ACCOUNT,
+            "PATROL_MQTT_LIVE_PASSWORD": self.broker.passwords[LIVE_ACCOUNT],
         }
+
+    def start(self, timeout_s: float = 60.0) -> psutil.Process:
+        env = {**os.environ, **self.broker_env(), "PATROL_DATABASE_URL": self.db_url, "PATROL_LOG_LEVEL": "INFO"}
         with self.log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "gateway"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
@@ -75,7 +80,7 @@ class GatewayProcess:
             client = new_client("gw-cleanup", client_id=self.client_id)
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0
-            connect(client, self.broker.port, clean_start=True, properties=props)
+            connect(client, login(self.broker, GATEWAY_ACCOUNT), clean_start=True, properties=props)
             end_session(client)
         except (OSError, RuntimeError) as exc:
             log(f"could not end the gateway's broker session {self.client_id}: {exc}")

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, text  # noqa: E402
 
 from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess, PeakRss  # noqa: E402
-from bench.mqtt_load import AckCollector, run_baseline  # noqa: E402
+from bench.mqtt_load import AckCollector, bench_broker, run_baseline  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
 from bench.report import print_report  # noqa: E402
 from bench.runs import Context, DbResult, latency_run, throughput_run  # noqa: E402
@@ -67,7 +67,7 @@ def run_database(
         sampler: PeakRss | None = None
         try:
             proc = gateway.start()
-            acks, sampler = AckCollector(broker.port), PeakRss(proc)
+            acks, sampler = AckCollector(broker), PeakRss(proc)
             sampler.start()
             ctx = Context(broker, engine, acks, proc, tags, args, res)
             log(f"{kind}: throughput run, {args.taps} taps at full speed")
@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-    broker = MosquittoBroker()
+    broker = bench_broker()
     results: list[DbResult] = []
     with work_dir("patrol-bench-", args.keep) as workdir:
         try:

@@ -49,7 +49,7 @@ from app.cli import DEMO_SITE  # noqa: E402
 from bench.api_load import PASSWORD, USER, HealthProbe, ServeProcess, flood_process  # noqa: E402
 from bench.gateway_process import CpuMeter, PeakRss  # noqa: E402
 from bench.ingest import prepare_database  # noqa: E402
-from bench.mqtt_load import AckCollector, Publisher, paced, tap_messages  # noqa: E402
+from bench.mqtt_load import AckCollector, Publisher, bench_broker, device_logins, paced, tap_messages  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
 from bench.report import fmt, machine_line  # noqa: E402
 from bench.runs import percentile  # noqa: E402
@@ -102,7 +102,7 @@ def run_phase(server: ServeProcess, proc: psutil.Process, acks: AckCollector, pr
     sampler.start()
     probe.start()
     cpu = CpuMeter(proc, server.broker)
-    publisher = Publisher(server.broker.port, prefix)
+    publisher = Publisher(device_logins(server.broker), prefix)
     sent: dict[str, float] = {}
     try:
         for msg_id, topic, payload in paced(
@@ -132,7 +132,7 @@ def run_mode(mode: str, broker: MosquittoBroker, url: str, workdir: Path, args: 
     try:
         proc = server.start()
         res.rss_ready_mb = proc.memory_info().rss / MB
-        acks = AckCollector(broker.port)
+        acks = AckCollector(broker)
         time.sleep(1.0)  # let start-up work (housekeeping, the first sweep) settle before the idle figure
         log(f"{mode}: idle, {args.rate} taps/s for {args.seconds} s")
         res.idle = run_phase(server, proc, acks, f"i{mode[:2]}", args)  # AckCollector counts by 3-char prefix
@@ -235,7 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-    broker = MosquittoBroker()
+    broker = bench_broker()
     results: list[ModeResult] = []
     version = "?"
     with work_dir("patrol-login-flood-", args.keep) as workdir:

@@ -1,4 +1,9 @@
-"""The bench's MQTT clients: the tap publisher, the bare-subscriber baseline and the reader-ack collector."""
+"""The bench's MQTT clients: the tap publisher, the bare-subscriber baseline and the reader-ack collector.
+
+The bench broker has the shipped rules and accounts (`bench_broker`): each reader publishes on a client
+of its own with its own account, as in the field; the baseline subscriber logs in with a gateway account
+of its own (`patrol-gateway-2`), the ack collectors with the test observer's (a gateway's read rights).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -18,8 +24,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from core.contract import tap_topic
+from app.cli import DEMO_SITE
+from core.broker_access import device_username
+from core.contract import parse_topic, tap_topic
 from gateway.mqtt_link import RECEIVE_MAXIMUM  # the baseline asks the broker for what the gateway asks
+from storage.sitefile.parse import parse_site_file
+from tests.support.accounts import OBSERVER, SECOND_GATEWAY, accounts_for_tests
 from tests.support.mosquitto import MosquittoBroker
 
 T = TypeVar("T")
@@ -36,15 +46,39 @@ PUBLISHER_INFLIGHT = 0
 POLL_S = 0.2
 
 
-def connect(client: mqtt.Client, port: int, timeout_s: float = 10.0, **kwargs: Any) -> None:
-    """Connect and wait for the CONNACK, so the first publish or subscribe does not race it."""
-    client.connect("127.0.0.1", port, keepalive=60, **kwargs)
+@dataclass(frozen=True)
+class Login:
+    """One account of the bench broker: what a client (in this process or a child) logs in with."""
+
+    port: int
+    username: str
+    password: str = field(repr=False)
+
+
+def bench_broker() -> MosquittoBroker:
+    """Mosquitto with the shipped rules and the demo site's accounts (tests/support/accounts.py)."""
+    return MosquittoBroker(accounts=accounts_for_tests(parse_site_file(DEMO_SITE)))
+
+
+def login(broker: MosquittoBroker, username: str) -> Login:
+    return Login(broker.port, username, broker.passwords[username])
+
+
+def device_logins(broker: MosquittoBroker, devices: Iterable[str] = READERS) -> dict[str, Login]:
+    """Each device's own account, by device code."""
+    return {code: login(broker, device_username(SITE, code)) for code in devices}
+
+
+def connect(client: mqtt.Client, account: Login, timeout_s: float = 10.0, **kwargs: Any) -> None:
+    """Log in and wait for the CONNACK, so the first publish or subscribe does not race it."""
+    client.username_pw_set(account.username, account.password)
+    client.connect("127.0.0.1", account.port, keepalive=60, **kwargs)
     client.loop_start()
     deadline = time.monotonic() + timeout_s
     while not client.is_connected():
         if time.monotonic() > deadline:
             client.loop_stop()
-            raise RuntimeError(f"no CONNACK from 127.0.0.1:{port} within {timeout_s}s")
+            raise RuntimeError(f"no CONNACK from 127.0.0.1:{account.port} as {account.username} within {timeout_s}s")
         time.sleep(0.01)
 
 
@@ -84,17 +118,31 @@ def tap_messages(prefix: str, count: int, tags: list[str]) -> Iterator[tuple[str
 
 
 class Publisher:
-    """One QoS 1 publisher with a bounded window of unacknowledged messages: past 65,535 paho
-    refuses (ERR_QUEUE_SIZE), and an unbounded backlog would measure the bench, not the gateway."""
+    """QoS 1 publishing with one bounded window of unacknowledged messages: past 65,535 paho refuses
+    (ERR_QUEUE_SIZE), and an unbounded backlog would measure the bench, not the gateway. Each device
+    publishes on a client of its own, logged in with its own account (`logins`, by device code)."""
 
-    def __init__(self, port: int, name: str) -> None:
-        self.client = new_client(name)
-        self.client.max_inflight_messages_set(PUBLISHER_INFLIGHT)
+    def __init__(self, logins: Mapping[str, Login], name: str) -> None:
+        self._logins, self._name = dict(logins), name
+        self.clients: dict[str, mqtt.Client] = {}
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()
-        connect(self.client, port)
+
+    def client_for(self, device: str) -> mqtt.Client:
+        """The device's client, logged in on first use."""
+        if device not in self.clients:
+            if device not in self._logins:
+                raise RuntimeError(f"publisher {self._name} has no account for device {device}")
+            client = new_client(f"{self._name}-{device}")
+            client.max_inflight_messages_set(PUBLISHER_INFLIGHT)
+            connect(client, self._logins[device])
+            self.clients[device] = client
+        return self.clients[device]
 
     def publish(self, topic: str, payload: str) -> None:
-        info = self.client.publish(topic, payload, qos=1)
+        parsed = parse_topic(topic)
+        if parsed is None:
+            raise RuntimeError(f"not a device topic: {topic}")
+        info = self.client_for(parsed.device).publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise RuntimeError(f"publish refused by paho: {mqtt.error_string(info.rc)}")
         self._pending.append(info)
@@ -109,19 +157,26 @@ class Publisher:
             if not info.is_published():
                 raise RuntimeError(f"broker did not PUBACK within {timeout_s}s ({len(self._pending)} pending)")
 
+    def flush(self) -> None:
+        """Wait for every PUBACK."""
+        self._drain(keep=0)
+
     def close(self) -> None:
         """Wait for every PUBACK, then leave."""
         try:
             self._drain(keep=0)
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
+            for client in self.clients.values():
+                client.disconnect()
+                client.loop_stop()
 
 
-def publish_all(port: int, name: str, messages: Iterator[tuple[str, str, str]], out: dict[str, Any]) -> None:
+def publish_all(
+    logins: Mapping[str, Login], name: str, messages: Iterator[tuple[str, str, str]], out: dict[str, Any]
+) -> None:
     """Publish as fast as the window allows; a thread target, so failures go into `out`."""
     try:
-        publisher = Publisher(port, name)
+        publisher = Publisher(logins, name)
         started = time.monotonic()
         sent = 0
         for _msg_id, topic, payload in messages:
@@ -138,7 +193,7 @@ def publish_all(port: int, name: str, messages: Iterator[tuple[str, str, str]], 
 # ----------------------------------------------------------------------------- baseline
 
 
-def baseline_subscriber(port: int, expected: int, timeout_s: float, ready: Any, results: Any) -> None:
+def baseline_subscriber(account: Login, expected: int, timeout_s: float, ready: Any, results: Any) -> None:
     """Child process: what the gateway's MQTT side does minus the gateway (MQTT 5, persistent
     session, manual ack, the same Receive Maximum), acking each message at once and dropping it."""
     client = new_client("baseline-sub")
@@ -162,7 +217,7 @@ def baseline_subscriber(port: int, expected: int, timeout_s: float, ready: Any, 
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 300
     props.ReceiveMaximum = RECEIVE_MAXIMUM
-    connect(client, port, clean_start=False, properties=props)
+    connect(client, account, clean_start=False, properties=props)
     done.wait(timeout_s)
     end_session(client)
     results.put(state)
@@ -173,13 +228,14 @@ def run_baseline(broker: MosquittoBroker, taps: int, tags: list[str], timeout_s:
     ceiling a Python QoS 1 consumer has on this machine with this broker."""
     ctx = mp.get_context("spawn")
     ready, results = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=baseline_subscriber, args=(broker.port, taps, timeout_s, ready, results), daemon=True)
+    subscriber = login(broker, SECOND_GATEWAY)  # a gateway account, not the gateway's: its session is its own
+    proc = ctx.Process(target=baseline_subscriber, args=(subscriber, taps, timeout_s, ready, results), daemon=True)
     proc.start()
     try:
         if not ready.wait(30):
             return {"error": "baseline subscriber did not subscribe within 30 s"}
         pub: dict[str, Any] = {}
-        publish_all(broker.port, "baseline-pub", tap_messages("bas", taps, tags), pub)
+        publish_all(device_logins(broker), "baseline-pub", tap_messages("bas", taps, tags), pub)
         state = results.get(timeout=timeout_s + 30)
     except queue.Empty:
         return {"error": f"baseline subscriber sent no result within {timeout_s + 30}s"}
@@ -204,10 +260,11 @@ def run_baseline(broker: MosquittoBroker, taps: int, tags: list[str], timeout_s:
 
 
 class AckCollector:
-    """The reader acks as a reader would see them; the gateway sends one only after the commit.
-    Keeps the first receive time per id (a redelivered tap is answered again)."""
+    """The reader acks as the readers see them (one client, the observer's account, for all of them);
+    the gateway sends one only after the commit. Keeps the first receive time per id (a redelivered tap
+    is answered again)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, broker: MosquittoBroker) -> None:
         self.first_seen: dict[str, float] = {}
         self.by_prefix: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
@@ -216,7 +273,7 @@ class AckCollector:
         self.client.on_connect = lambda c, *_a: c.subscribe(ACK_FILTER, qos=1)
         self.client.on_subscribe = lambda *_a: subscribed.set()
         self.client.on_message = self._on_message
-        connect(self.client, port, clean_start=True)
+        connect(self.client, login(broker, OBSERVER), clean_start=True)
         if not subscribed.wait(10):
             raise RuntimeError(f"could not subscribe to {ACK_FILTER}")
 

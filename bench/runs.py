@@ -14,7 +14,7 @@ import psutil
 from sqlalchemy import Engine, func, select
 
 from bench.gateway_process import CpuMeter
-from bench.mqtt_load import POLL_S, AckCollector, Publisher, paced, publish_all, tap_messages
+from bench.mqtt_load import POLL_S, AckCollector, Publisher, device_logins, paced, publish_all, tap_messages
 from storage.models import SignIn
 from tests.support.mosquitto import MosquittoBroker
 
@@ -91,7 +91,7 @@ def throughput_run(ctx: Context) -> bool:
     pub: dict[str, Any] = {}
     started = time.monotonic()
     thread = threading.Thread(
-        target=publish_all, daemon=True, args=(ctx.broker.port, "thr", tap_messages("thr", n, ctx.tags), pub)
+        target=publish_all, daemon=True, args=(device_logins(ctx.broker), "thr", tap_messages("thr", n, ctx.tags), pub)
     )
     thread.start()
     reached = wait_for_commits(ctx, n, pub, started)
@@ -124,7 +124,7 @@ def latency_run(ctx: Context) -> None:
     """Taps at a paced rate; publish → reader-ack time per id (an upper bound of publish → commit)."""
     rate, res = ctx.args.rate, ctx.res
     total = max(2, round(rate * ctx.args.paced_seconds))
-    publisher = Publisher(ctx.broker.port, "lat")
+    publisher = Publisher(device_logins(ctx.broker), "lat")
     sent: dict[str, float] = {}
     for msg_id, topic, payload in paced(tap_messages("lat", total, ctx.tags), rate):
         sent[msg_id] = time.monotonic()

@@ -11,6 +11,7 @@ from storage.db import make_engine, open_database, session_factory, transaction
 from storage.sitefile.load import load_site
 from storage.sitefile.parse import parse_site_file
 from storage.sitefile.schema import SiteFile
+from tests.support.accounts import accounts_for_tests
 from tests.support.databases import DatabaseTemplates, database
 from tests.support.mosquitto import MosquittoBroker
 
@@ -21,8 +22,11 @@ def demo_site() -> SiteFile:
 
 
 @pytest.fixture(scope="session")
-def mosquitto() -> Iterator[MosquittoBroker]:
-    broker = MosquittoBroker()
+def mosquitto(demo_site: SiteFile) -> Iterator[MosquittoBroker]:
+    """Mosquitto with the shipped deploy/mosquitto/mosquitto.conf rules (no anonymous access, the ACL, the
+    client id bound to the username) and accounts for the demo site's devices, the gateway (and a second
+    one), the live feed and the test-only observer and unrestricted accounts (tests/support/accounts.py)."""
+    broker = MosquittoBroker(accounts=accounts_for_tests(demo_site))
     broker.start()
     yield broker
     broker.cleanup()

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from gateway.pipeline import Gateway
 from storage.sitefile.schema import SiteFile
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import Peer, wait_until
+from tests.support.mqtt import SitePeers, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def test_gateway_reconnects_after_a_broker_restart(
     wait_until(lambda: not gateway.link.subscribed.is_set(), what="gateway notices the broker is gone")
     mosquitto.start()
     wait_until(gateway.link.subscribed.is_set, timeout=30, what="gateway reconnects and subscribes")
-    peer = Peer(mosquitto.url, subscribe=("patrol/v1/+/reader/+/ack",))
+    peer = SitePeers(mosquitto, subscribe=("patrol/v1/+/reader/+/ack",))
     try:
         tag = next(loc.tag for loc in demo_site.locations if loc.tag)
         peer.publish("patrol/v1/liyuan/reader/rdr-h01/tap", {"id": "after-restart", "ts": 1764288311250, "uid": tag})
@@ -34,19 +34,15 @@ def test_gateway_reconnects_after_a_broker_restart(
         peer.close()
 
 
-def test_refused_credentials_stop_the_gateway_with_a_clear_message(db_url: str, engine: Engine) -> None:
-    broker = MosquittoBroker(allow_anonymous=False)
-    broker.start()
-    try:
-        env = {
-            **os.environ,
-            "PATROL_MQTT_URL": f"mqtt://intruder:wrong@127.0.0.1:{broker.port}",
-            "PATROL_DATABASE_URL": db_url,
-        }
-        out = subprocess.run(
-            [sys.executable, "-m", "app.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
-        )
-    finally:
-        broker.cleanup()
+@pytest.mark.parametrize("login", ["intruder:wrong", "patrol-gateway:wrong"])
+def test_refused_credentials_stop_the_gateway_with_a_clear_message(
+    mosquitto: MosquittoBroker, db_url: str, engine: Engine, login: str
+) -> None:
+    """An unknown account, and the gateway's own with a wrong password (after a rotation, say)."""
+    username, password = login.split(":")
+    env = {**os.environ, "PATROL_MQTT_URL": mosquitto.url_for(username, password), "PATROL_DATABASE_URL": db_url}
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2
     assert "check PATROL_MQTT_URL credentials" in out.stderr

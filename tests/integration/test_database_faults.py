@@ -16,7 +16,7 @@ from storage.db import session_factory
 from storage.models import SignIn
 from storage.sitefile.schema import SiteFile
 from tests.support.databases import PG_ADMIN_URL
-from tests.support.mqtt import Peer, wait_quiet, wait_until
+from tests.support.mqtt import SitePeers, wait_quiet, wait_until
 
 pytestmark = pytest.mark.integration
 TAPS = 1500
@@ -41,7 +41,7 @@ def _kill_backends(database: str) -> int:
 
 
 def test_killed_database_connections_lose_and_double_nothing(
-    engine: Engine, gateway: Gateway, peer: Peer, db_url: str, demo_site: SiteFile
+    engine: Engine, gateway: Gateway, peer: SitePeers, db_url: str, demo_site: SiteFile
 ) -> None:
     if make_url(db_url).get_backend_name() != "postgresql":
         pytest.skip("SQLite has no server connections to kill")
@@ -51,7 +51,8 @@ def test_killed_database_connections_lose_and_double_nothing(
     def publish() -> None:
         for i in range(TAPS):
             tap = json.dumps({"id": f"dbk-{i:05d}", "ts": 1764288311250, "uid": tags[i % len(tags)]})
-            peer.client.publish(f"patrol/v1/liyuan/reader/rdr-h0{1 + i % 6}/tap", tap, qos=1)
+            topic = f"patrol/v1/liyuan/reader/rdr-h0{1 + i % 6}/tap"
+            peer.sender(topic).client.publish(topic, tap, qos=1)  # each reader on its own account
             if i % 100 == 99:
                 time.sleep(0.02)  # a stream over about a third of a second, not one burst
         done.set()

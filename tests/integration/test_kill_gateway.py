@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 
+from core.broker_access import GATEWAY_ACCOUNT, device_username
 from storage.db import session_factory
 from storage.models import InboundMessage, SignIn
 from storage.sitefile.schema import SiteFile
+from tests.support.accounts import OBSERVER
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import wait_quiet, wait_until
+from tests.support.mqtt import end_session, wait_quiet, wait_until
 
 pytestmark = pytest.mark.integration
 TAPS = 20_000
@@ -33,12 +35,13 @@ KILL_AT = (2_000, 5_000, 8_000, 11_000, 14_000)  # sign-ins stored when each SIG
 READERS = [f"rdr-h0{n}" for n in range(1, 7)]
 
 
-def _start_gateway(broker: MosquittoBroker, db_url: str, client_id: str, log: Path) -> subprocess.Popen[bytes]:
+def _start_gateway(broker: MosquittoBroker, db_url: str, log: Path) -> subprocess.Popen[bytes]:
+    """The gateway process, logged in with its own account (the client id is the username)."""
     env = {
         **os.environ,
-        "PATROL_MQTT_URL": broker.url,
+        "PATROL_MQTT_URL": broker.url_for(GATEWAY_ACCOUNT),
         "PATROL_DATABASE_URL": db_url,
-        "PATROL_MQTT_CLIENT_ID": client_id,
+        "PATROL_MQTT_CLIENT_ID": GATEWAY_ACCOUNT,
         "PATROL_LOG_LEVEL": "INFO",
     }
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
@@ -59,10 +62,14 @@ def _counts(engine: Engine) -> tuple[int, int]:
         return int(rows), int(distinct)
 
 
-def _client(broker: MosquittoBroker, name: str, inflight: int = 20) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv311
-    )
+def _reached(engine: Engine, count: int) -> bool:
+    return _counts(engine)[0] >= count
+
+
+def _client(broker: MosquittoBroker, username: str, inflight: int = 20) -> mqtt.Client:
+    """Logged in as `username`, with that account's own client id (Mosquitto makes the id the username)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, broker.passwords[username])
     client.max_inflight_messages_set(inflight)
     client.connect("127.0.0.1", broker.port)
     return client
@@ -76,7 +83,7 @@ class AnswerLog:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self.client = _client(broker, "storm-answers")
+        self.client = _client(broker, OBSERVER)
         self.client.on_connect = lambda c, *_: c.subscribe("patrol/v1/liyuan/reader/+/ack", qos=1)
         self.client.on_subscribe = lambda *_: self._ready.set()
         self.client.on_message = self._on_message
@@ -98,16 +105,20 @@ class AnswerLog:
 
 
 def _publish_all(broker: MosquittoBroker, uids: list[str], done: threading.Event) -> None:
-    client = _client(broker, "storm-pub", inflight=100)
-    client.loop_start()
+    """The readers in turn, each on its own client and account, as in the field."""
+    clients = [_client(broker, device_username("liyuan", reader), inflight=100) for reader in READERS]
+    for client in clients:
+        client.loop_start()
     infos = []
     for i in range(TAPS):
         payload = f'{{"id":"storm-{i:05d}","ts":1764288311250,"uid":"{uids[i % len(uids)]}"}}'
-        infos.append(client.publish(f"patrol/v1/liyuan/reader/{READERS[i % len(READERS)]}/tap", payload, qos=1))
+        reader = i % len(READERS)
+        infos.append(clients[reader].publish(f"patrol/v1/liyuan/reader/{READERS[reader]}/tap", payload, qos=1))
     for info in infos:
         info.wait_for_publish(120)
-    client.loop_stop()
-    client.disconnect()
+    for client in clients:
+        client.loop_stop()
+        client.disconnect()
     done.set()
 
 
@@ -115,21 +126,21 @@ def test_sigkill_storm_stores_every_tap_once_and_answers_every_tap(
     mosquitto: MosquittoBroker, engine: Engine, db_url: str, demo_site: SiteFile, tmp_path: Path
 ) -> None:
     uids = [loc.tag for loc in demo_site.locations if loc.tag]
-    client_id = f"gw-storm-{uuid.uuid4().hex[:6]}"
     log = tmp_path / "gateway.log"
+    end_session(mosquitto, GATEWAY_ACCOUNT)  # the first start begins a session; each restart resumes it
     answers = AnswerLog(mosquitto)
-    gw = _start_gateway(mosquitto, db_url, client_id, log)
+    gw = _start_gateway(mosquitto, db_url, log)
     try:
         wait_until(lambda: "subscribed to" in log.read_text(errors="replace"), timeout=60, what="gateway ready")
         done = threading.Event()
         publisher = threading.Thread(target=_publish_all, args=(mosquitto, uids, done), daemon=True)
         publisher.start()
         for threshold in KILL_AT:
-            wait_until(lambda t=threshold: _counts(engine)[0] >= t, timeout=120, what=f"{threshold} sign-ins")
+            wait_until(partial(_reached, engine, threshold), timeout=120, what=f"{threshold} sign-ins")
             gw.send_signal(signal.SIGKILL)
             gw.wait(10)
             assert _counts(engine)[0] < TAPS, "each kill must land mid-stream"
-            gw = _start_gateway(mosquitto, db_url, client_id, log)
+            gw = _start_gateway(mosquitto, db_url, log)
         publisher.join(180)
         assert done.is_set(), "publisher did not finish"
         wait_until(lambda: _counts(engine)[0] >= TAPS, timeout=180, what=f"{TAPS} sign-ins")
@@ -142,6 +153,8 @@ def test_sigkill_storm_stores_every_tap_once_and_answers_every_tap(
         answers.close()
         if gw.poll() is None:
             gw.kill()
+            gw.wait(10)
+        end_session(mosquitto, GATEWAY_ACCOUNT)  # what was queued for it must not reach the next test's gateway
     rows, distinct = _counts(engine)
     assert (rows, distinct) == (TAPS, TAPS)
     with session_factory(engine)() as s:

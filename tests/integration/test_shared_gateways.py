@@ -9,13 +9,14 @@ import uuid
 import pytest
 from sqlalchemy import Engine, func, select
 
-from core.config import Settings
 from gateway.pipeline import Gateway
 from storage.db import session_factory
 from storage.models import SignIn
 from storage.sitefile.schema import SiteFile
+from tests.integration.conftest import gateway_settings
+from tests.support.accounts import GATEWAY_ACCOUNT, SECOND_GATEWAY
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import Peer, wait_quiet, wait_until
+from tests.support.mqtt import SitePeers, end_session, wait_quiet, wait_until
 
 pytestmark = pytest.mark.integration
 TAPS = 1000
@@ -24,23 +25,33 @@ TAPS = 1000
 def test_shared_group_splits_load_and_duplicates_land_once(
     mosquitto: MosquittoBroker, engine: Engine, db_url: str, demo_site: SiteFile
 ) -> None:
+    """Each gateway of the group logs in with its own gateway account (docs/broker-access.md: the client id
+    is the username, so two gateways on one account would take each other's session over)."""
     group = f"g{uuid.uuid4().hex[:6]}"
+    accounts = (GATEWAY_ACCOUNT, SECOND_GATEWAY)
+    for name in accounts:
+        end_session(mosquitto, name)  # fresh sessions, as the gateways' own client ids gave before
     gateways = [
-        Gateway(Settings(_env_file=None, mqtt_url=mosquitto.url, database_url=db_url,  # type: ignore[call-arg]
-                         mqtt_client_id=f"gw-{group}-{i}", mqtt_shared_group=group, batch_max_size=50), engine)
-        for i in range(2)
-    ]  # fmt: skip
+        Gateway(
+            gateway_settings(mosquitto, db_url, name).model_copy(
+                update={"mqtt_shared_group": group, "batch_max_size": 50}
+            ),
+            engine,
+        )
+        for name in accounts
+    ]
     for gw in gateways:
         gw.start()
-    peer = Peer(mosquitto.url)
+    peer = SitePeers(mosquitto)
     try:
         for gw in gateways:
             wait_until(gw.link.subscribed.is_set, what="shared subscription")
         tags = [loc.tag for loc in demo_site.locations if loc.tag]
         for i in range(TAPS):
             tap = json.dumps({"id": f"sh-{i:04d}", "ts": 1764288311250, "uid": tags[i % len(tags)]})
+            topic = f"patrol/v1/liyuan/reader/rdr-h0{1 + i % 6}/tap"
             for _ in range(2):
-                peer.client.publish(f"patrol/v1/liyuan/reader/rdr-h0{1 + i % 6}/tap", tap, qos=1)
+                peer.sender(topic).client.publish(topic, tap, qos=1)  # each reader on its own account
 
         def committed() -> int:
             with session_factory(engine)() as s:
@@ -54,3 +65,5 @@ def test_shared_group_splits_load_and_duplicates_land_once(
         peer.close()
         for gw in gateways:
             gw.stop()
+        for name in accounts:
+            end_session(mosquitto, name)

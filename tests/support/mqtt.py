@@ -7,13 +7,15 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.broker_access import Rule
 from core.config import BrokerAddress
+from tests.support.accounts import OBSERVER, UNRESTRICTED, publisher_of
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -51,25 +53,62 @@ def wait_quiet(read: Callable[[], T], quiet_s: float = 0.5, timeout: float = 20.
             raise AssertionError(f"timed out after {timeout}s waiting for {what} to stop changing (last {value!r})")
 
 
+class BrokerRefused(AssertionError):
+    """The broker answered CONNECT with a refusal (bad credentials, a client id or Will not allowed)."""
+
+
 class Peer:
-    def __init__(self, url: str, subscribe: tuple[str, ...] = ()) -> None:
+    """A test client. Credentials in the URL (`mqtt://user:pass@host:port`, e.g. `MosquittoBroker.url_for`)
+    are used; `granted` holds the broker's answer to each subscription (a refused one is a failure code)."""
+
+    def __init__(
+        self,
+        url: str,
+        subscribe: tuple[str, ...] = (),
+        client_id: str | None = None,
+        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311,
+    ) -> None:
         b = BrokerAddress.parse(url)
         self.messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._stash: list[tuple[str, dict[str, Any]]] = []
         self._ready = threading.Event()
         self._subs = subscribe
+        self.refused: Any = None
+        self.granted: list[Any] = []
+        self.disconnects = 0
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}", protocol=protocol
         )
-        self.client.on_connect = lambda c, *_: (
-            c.subscribe([(t, 1) for t in self._subs]) if self._subs else self._ready.set()
-        )
-        self.client.on_subscribe = lambda *_: self._ready.set()
+        if b.username:
+            self.client.username_pw_set(b.username, b.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.connect(b.host, b.port)
         self.client.loop_start()
         if not self._ready.wait(10):
             raise AssertionError("test MQTT peer could not connect/subscribe")
+        if self.refused is not None:
+            self.close()
+            raise BrokerRefused(f"broker refused the connection: {self.refused}")
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, rc: Any, _p: Any = None) -> None:
+        if rc.is_failure:
+            self.refused = rc
+            client.disconnect()
+            self._ready.set()
+        elif self._subs:
+            client.subscribe([(t, 1) for t in self._subs])
+        else:
+            self._ready.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reason_codes: Any, _p: Any = None) -> None:
+        self.granted = list(reason_codes)
+        self._ready.set()
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.disconnects += 1
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -102,5 +141,81 @@ class Peer:
         return got
 
     def close(self) -> None:
-        self.client.loop_stop()
+        """Disconnect while the network loop still runs, so the socket is closed now, not at garbage collection."""
         self.client.disconnect()
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+
+class AccountsBroker(Protocol):
+    """A test broker with provisioned accounts (`MosquittoBroker(accounts=…)`, the embedded test broker)."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def rules(self) -> Mapping[str, Sequence[Rule]]: ...
+
+    def url_for(self, username: str, password: str | None = None) -> str: ...
+
+
+def end_session(broker: AccountsBroker, username: str) -> None:
+    """Discard the broker's session of `username` (a clean-session login, then DISCONNECT).
+
+    With the client id bound to the username, every test's gateway is `patrol-gateway`, and its session
+    (7 days, subscribed to patrol/v1/#) would carry what one test published after its gateway stopped
+    into the next test's gateway and database; before, each test's gateway had a client id of its own."""
+    Peer(broker.url_for(username), client_id=username).close()
+
+
+class SitePeers:
+    """The test's MQTT side of a site on a broker with accounts: each message is published by the device
+    whose topic it is, logged in with that device's own account on a client of its own (made when first
+    needed; one client per account, since a second login with the same account takes the first one's
+    session over), as in the field. Answers and out/ events are read by the observer (a gateway's rights),
+    which also publishes what a gateway would (out/ events, acks)."""
+
+    def __init__(self, broker: AccountsBroker, subscribe: tuple[str, ...] = ()) -> None:
+        self.broker = broker
+        self.observer = Peer(broker.url_for(OBSERVER), subscribe=subscribe, client_id=OBSERVER)
+        self._peers: dict[str, Peer] = {}
+        self._lock = threading.Lock()
+
+    def peer_for(self, username: str) -> Peer:
+        """The client logged in as `username` (an account of the broker), connected on first use."""
+        if username == OBSERVER:
+            return self.observer
+        with self._lock:
+            if username not in self._peers:
+                self._peers[username] = Peer(self.broker.url_for(username), client_id=username)
+            return self._peers[username]
+
+    def sender(self, topic: str) -> Peer:
+        username = publisher_of(topic, self.broker.rules)
+        if username is None:
+            raise AssertionError(
+                f"no account of this broker may publish on {topic!r}: the broker would drop it. For input the "
+                "ACL stops, use publish_unrestricted (as on a broker without these ACLs)"
+            )
+        return self.peer_for(username)
+
+    def publish(self, topic: str, payload: bytes | dict[str, Any], qos: int = 1, retain: bool = False) -> None:
+        """Published by the account that owns `topic` (see the class docstring); waits for the broker."""
+        self.sender(topic).publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_unrestricted(self, topic: str, payload: bytes | dict[str, Any]) -> None:
+        """Input no device account may send (a stray topic, a device the broker does not know): what the
+        gateway still meets on a broker without these ACLs, sent with the unrestricted test account."""
+        self.peer_for(UNRESTRICTED).publish(topic, payload)
+
+    def take(self, count: int, timeout: float = 15.0, topic_suffix: str = "") -> list[tuple[str, dict[str, Any]]]:
+        """What the observer received: see `Peer.take`."""
+        return self.observer.take(count, timeout=timeout, topic_suffix=topic_suffix)
+
+    def close(self) -> None:
+        with self._lock:
+            peers, self._peers = list(self._peers.values()), {}
+        for peer in [*peers, self.observer]:
+            peer.close()
