@@ -45,6 +45,9 @@ def create_app(
         finally:
             if source:
                 source.stop()
+            pool = getattr(_app.state, "hash_pool", None)  # made at the first login (routes/auth.py)
+            if pool is not None:
+                pool.shutdown()
 
     app = FastAPI(
         title="Patrol — 物业巡查与突发事件监控",
