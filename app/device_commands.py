@@ -38,6 +38,7 @@ def start_simulator(settings: Settings, site_file: Path) -> threading.Event:
 def cmd_device_provision(settings: Settings, args: argparse.Namespace) -> int:
     """Broker accounts for every device in the database and the service accounts (docs/broker-access.md)."""
     from app.broker_accounts import BrokerFiles, provision_from_database
+    from core.broker_access import GATEWAY_ACCOUNT, LIVE_ACCOUNT
     from storage.db import open_database
 
     rotate: list[str] | bool = True if args.rotate == [] else (args.rotate or False)
@@ -45,7 +46,7 @@ def cmd_device_provision(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_database(settings.database_url)
     try:
         done = provision_from_database(
-            engine, files, args.gateway or ["patrol-gateway"], args.live or ["patrol-live"], rotate, args.remove
+            engine, files, args.gateway or [GATEWAY_ACCOUNT], args.live or [LIVE_ACCOUNT], rotate, args.remove
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

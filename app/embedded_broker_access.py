@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +25,7 @@ from core.broker_access import Rule, client_id_allowed, may_publish, may_receive
 from core.mqtt_passwords import parse_password_file, verify_password
 
 log = logging.getLogger(__name__)
+REFRESH_S = 1.0  # a provisioning run takes effect within this long
 
 
 class AccessFiles:
@@ -37,6 +39,7 @@ class AccessFiles:
         self.hashes: dict[str, str] = {}
         self.rules: dict[str, tuple[Rule, ...]] = {}
         self._stamp: tuple[int, int] | None = None
+        self._checked = -REFRESH_S  # time.monotonic() of the last look at the files
 
     @classmethod
     def shared(cls, passwd: Path, acl: Path) -> AccessFiles:
@@ -45,6 +48,11 @@ class AccessFiles:
             return cls._shared.setdefault((passwd, acl), cls(passwd, acl))
 
     def refresh(self) -> None:
+        """At most once a second: it runs on the broker's event loop for every packet and delivery."""
+        now = time.monotonic()
+        if now - self._checked < REFRESH_S:
+            return
+        self._checked = now
         try:
             stamp = (self.passwd.stat().st_mtime_ns, self.acl.stat().st_mtime_ns)
         except OSError as exc:
@@ -63,15 +71,24 @@ class AccessFiles:
         log.info("broker access: %d accounts from %s", len(hashes), self.passwd)
 
 
+@dataclass
+class AccessConfig:
+    """Both plugins' configuration: the files `patrol device provision` writes."""
+
+    password_file: str = ""
+    acl_file: str = ""
+
+
+def _files(config: AccessConfig) -> AccessFiles:
+    return AccessFiles.shared(Path(config.password_file), Path(config.acl_file))
+
+
 class PasswordFileAuth(BaseAuthPlugin):
-    @dataclass
-    class Config:
-        password_file: str = ""
-        acl_file: str = ""
+    Config = AccessConfig
 
     def __init__(self, context: BaseContext) -> None:
         super().__init__(context)
-        self._files = AccessFiles.shared(Path(self.config.password_file), Path(self.config.acl_file))
+        self._files = _files(self.config)
 
     async def authenticate(self, *, session: Session) -> bool | None:
         return check_connect(self._files, session)
@@ -96,14 +113,11 @@ def check_connect(files: AccessFiles, session: Session) -> bool:
 
 
 class AclTopicCheck(BaseTopicPlugin):
-    @dataclass
-    class Config:
-        password_file: str = ""
-        acl_file: str = ""
+    Config = AccessConfig
 
     def __init__(self, context: BaseContext) -> None:
         super().__init__(context)
-        self._files = AccessFiles.shared(Path(self.config.password_file), Path(self.config.acl_file))
+        self._files = _files(self.config)
 
     async def topic_filtering(
         self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None

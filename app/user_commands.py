@@ -5,26 +5,31 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from core.config import Settings
 from server.auth import Role
 
+T = TypeVar("T")
 
-def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    from server.auth import UserExistsError, create_user
+
+def _in_transaction(settings: Settings, work: Callable[[Session], T]) -> T | None:
+    """`work` in one transaction; None (the error printed) when it refuses with LookupError or ValueError."""
     from storage.db import open_database, session_factory, transaction
 
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     engine = open_database(settings.database_url)
     try:
         with transaction(session_factory(engine)) as session:
-            create_user(session, args.username, password, Role(args.role), args.name, datetime.now(UTC))
-    except (UserExistsError, ValueError) as exc:
+            return work(session)
+    except (LookupError, ValueError) as exc:  # UserExistsError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"user {args.username} created with role {args.role}")
-    return 0
+        return None
+    finally:
+        engine.dispose()
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -36,25 +41,40 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
-def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
-    """A new password; the user's tokens are revoked, so every session of theirs must log in again."""
-    from server.auth import set_password
-    from storage.db import open_database, session_factory, transaction
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth import create_user
 
     try:
         password = _read_password(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    engine = open_database(settings.database_url)
+    role = Role(args.role)
+    created = _in_transaction(
+        settings, lambda s: create_user(s, args.username, password, role, args.name, datetime.now(UTC))
+    )
+    if created is None:
+        return 1
+    print(f"user {args.username} created with role {args.role}")
+    return 0
+
+
+def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
+    """A new password; the user's tokens are revoked, so every session of theirs must log in again."""
+    from server.auth import set_password
+
     try:
-        with transaction(session_factory(engine)) as session:
-            set_password(session, args.username, password)
-    except (LookupError, ValueError) as exc:
+        password = _read_password(args)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
+
+    def change(session: Session) -> bool:
+        set_password(session, args.username, password)
+        return True
+
+    if _in_transaction(settings, change) is None:
+        return 1
     print(f"password of {args.username} changed; their tokens are revoked")
     return 0
 
@@ -62,18 +82,11 @@ def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
     """Disable (or, with `enable`, allow again) a user; disabling ends their sessions and live feeds."""
     from server.auth import set_active
-    from storage.db import open_database, session_factory, transaction
 
     active = args.user_command == "enable"
-    engine = open_database(settings.database_url)
-    try:
-        with transaction(session_factory(engine)) as session:
-            revoked = set_active(session, args.username, active)
-    except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    revoked = _in_transaction(settings, lambda s: set_active(s, args.username, active))
+    if revoked is None:
         return 1
-    finally:
-        engine.dispose()
     if active:
         print(f"user {args.username} enabled")
     else:

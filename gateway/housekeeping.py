@@ -25,7 +25,6 @@ PRUNE_TELEMETRY = "housekeeping.prune_telemetry"
 PRUNE_DEADLINES = "housekeeping.prune_deadlines"
 PRUNE_QUARANTINE = "housekeeping.prune_quarantine"
 KINDS = (PRUNE_TELEMETRY, PRUNE_DEADLINES, PRUNE_QUARANTINE)
-DEFAULT_QUARANTINE_DAYS = 14  # Settings.quarantine_retention_days
 SUBJECT = "all"  # one of each chore per database, whatever the number of processes
 PRUNE_STEP = 10_000  # rows per step: one step never holds the write lock long
 AGAIN_SOON = timedelta(seconds=1)  # a full step: more is left, go on shortly
@@ -49,9 +48,7 @@ def _bounded_prune(what: str, prune: Pruner, retention: timedelta) -> DeadlineHa
     return handle
 
 
-def housekeeping_handlers(
-    retention_days: int, quarantine_days: int = DEFAULT_QUARANTINE_DAYS
-) -> dict[str, DeadlineHandler]:
+def housekeeping_handlers(retention_days: int, quarantine_days: int) -> dict[str, DeadlineHandler]:
     """Handlers of the housekeeping kinds: raw telemetry and finished deadlines are kept
     `retention_days` (Settings.telemetry_retention_days), quarantined input `quarantine_days`
     after it was last seen (Settings.quarantine_retention_days); sign-ins and events are never pruned."""

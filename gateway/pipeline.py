@@ -33,7 +33,6 @@ from gateway.batching import FairInbox
 from gateway.decode import decode
 from gateway.effects import Effects
 from gateway.handlers import HANDLERS, Context, Handler, apply_batch
-from gateway.handlers.quarantine import handle_rejected
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
 from gateway.mqtt_link import MqttLink
@@ -193,8 +192,6 @@ class Gateway:
         return accepted, rejected
 
     def _apply(self, accepted: list[Accepted], rejected: list[Rejected]) -> Effects:
-        """Rejections first (their budget rows are locked before any handler's rows), but their
-        answers after the accepted messages' ones: a flood's red answers do not delay the others'."""
         with transaction(self._sessions) as session:
             ctx = Context(
                 self._directory,
@@ -202,8 +199,7 @@ class Gateway:
                 self._settings.clock_window,
                 self._settings.quarantine_budget_per_hour,
             )
-            refused = handle_rejected(session, rejected, self._settings.quarantine_budget_per_hour)
-            return apply_batch(session, accepted, [], ctx, self._handlers).merge(refused)
+            return apply_batch(session, accepted, rejected, ctx, self._handlers)
 
     def _commit_with_retry(self, accepted: list[Accepted], rejected: list[Rejected]) -> Effects | None:
         """Commit the batch, retrying with backoff while the database is away; None only when

@@ -7,8 +7,7 @@ and decides its effect; the other finds the effect stored and rebuilds its answe
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +16,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from core.taps import TapDecision
-from storage.db import upsert_insert
-from storage.models import InboundMessage, QuarantinedMessage, SignIn
+from storage.models import InboundMessage, SignIn
 
 MessageKey = tuple[int, str]  # (device id, the device's message id)
 
@@ -74,20 +72,3 @@ def lock_rows(session: Session, model: Any, ids: Iterable[int]) -> None:
     if not wanted or session.connection().dialect.name != "postgresql":
         return
     session.execute(select(model.id).where(model.id.in_(wanted)).order_by(model.id).with_for_update())
-
-
-def quarantine_key(topic: str, payload: bytes) -> str:
-    """Identity of a rejected delivery: the same bytes on the same topic are the same message."""
-    return hashlib.sha256(topic.encode("utf-8", errors="replace") + b"\x00" + payload).hexdigest()
-
-
-def quarantine(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Keep rejected messages once each; returns the dedup keys this call stored (new ones)."""
-    if not rows:
-        return set()
-    stmt = (
-        upsert_insert(session, QuarantinedMessage)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(QuarantinedMessage.dedup_key)
-    )
-    return {key for (key,) in session.execute(stmt, list(rows))}

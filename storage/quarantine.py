@@ -49,10 +49,10 @@ class Rejection:
     site: str | None
     device: str | None
     received_at: datetime
+    digest: str = field(init=False)  # SHA-256 of the whole payload, hashed once
 
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.payload).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", hashlib.sha256(self.payload).hexdigest())
 
 
 @dataclass

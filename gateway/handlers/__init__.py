@@ -32,7 +32,7 @@ def apply_batch(
     handlers: Mapping[str, Handler],
 ) -> Effects:
     """Every message of a decoded batch, by kind (`HANDLERS`, or a test's), inside the caller's transaction."""
-    effects = handle_rejected(session, rejected)
+    effects = handle_rejected(session, rejected, ctx.quarantine_budget_per_hour)  # first: its locks come first
     by_channel: dict[str, list[Accepted]] = {}
     for msg in accepted:
         by_channel.setdefault(msg.channel, []).append(msg)

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from core.contract import RejectReason, same_message
 from core.device_clock import ClockWindow, DeviceTime, judge_device_time
 from core.directory import Directory
 from core.ingest import first_of_each
 from gateway.effects import Effects
-from gateway.handlers.quarantine import DEFAULT_BUDGET_PER_HOUR, handle_rejected
+from gateway.handlers.quarantine import handle_rejected
 from gateway.messages import Accepted, Rejected
 from storage.bulk_insert import insert_messages
 from storage.message_log import MessageKey, stored_messages
@@ -28,7 +29,7 @@ class Context:
     directory: Directory
     now: datetime
     clock_window: ClockWindow = field(default_factory=ClockWindow)
-    quarantine_budget_per_hour: int = DEFAULT_BUDGET_PER_HOUR
+    quarantine_budget_per_hour: int = Settings.model_fields["quarantine_budget_per_hour"].default
 
 
 #: A handler takes its messages of one batch (in arrival order) inside the batch's transaction.

@@ -15,12 +15,9 @@ from gateway.messages import Rejected
 from storage.quarantine import Rejection, keep
 
 log = logging.getLogger(__name__)
-DEFAULT_BUDGET_PER_HOUR = 100  # Settings.quarantine_budget_per_hour
 
 
-def handle_rejected(
-    session: Session, rejected: list[Rejected], budget_per_hour: int = DEFAULT_BUDGET_PER_HOUR
-) -> Effects:
+def handle_rejected(session: Session, rejected: list[Rejected], budget_per_hour: int) -> Effects:
     """`effects.quarantined` holds the rejections that added a row; a repeat folded into a row
     (a redelivery, or the device sending the same bytes again) counts as a duplicate; one over
     its source's budget only in the budget row."""

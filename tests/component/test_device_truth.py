@@ -5,27 +5,22 @@ PostgreSQL (the `engine` fixture). docs/mqtt-contract.md, "Device clocks" and "M
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, func, select
 
-from core.clock import FakeClock
 from core.config import Settings
 from core.device_clock import ClockWindow
 from gateway.decode import decode
 from gateway.handlers import HANDLERS, Context, apply_batch
 from gateway.messages import Accepted, Received
-from gateway.pipeline import Gateway
 from storage.db import session_factory
 from storage.directory import load_directory
 from storage.models import Device, InboundMessage, QuarantinedMessage, SignIn
 from storage.sitefile.schema import SiteFile
-from tests.support.fake_link import FakeLink
+from tests.support.rig import Rig, make_rig
 
 SITE = "liyuan"
 READER = "rdr-h01"  # a handheld reader held by guard G001
@@ -34,30 +29,13 @@ ACK = f"/reader/{READER}/ack"
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
 
-@dataclass
-class Rig:
-    gateway: Gateway
-    link: FakeLink
-    clock: FakeClock
-    engine: Engine
-
-    def count(self, stmt: object) -> int:
-        with session_factory(self.engine)() as s:
-            return int(s.scalar(stmt) or 0)  # type: ignore[call-overload]
-
-    def answers(self) -> list[dict[str, Any]]:
-        return [body for _, body in self.link.published(ACK)]
-
-    def signins(self) -> int:
-        return self.count(select(func.count()).select_from(SignIn))
-
-
 @pytest.fixture
-def rig(engine: Engine, db_url: str) -> Iterator[Rig]:
-    clock = FakeClock(NOW)
-    link = FakeLink(clock)
-    settings = Settings(_env_file=None, database_url=db_url, mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
-    yield Rig(Gateway(settings, engine, clock=clock, link=link.attach), link, clock, engine)
+def rig(engine: Engine, db_url: str) -> Rig:
+    return make_rig(engine, db_url, now=NOW)
+
+
+def _signins(rig: Rig) -> int:
+    return rig.count(select(func.count()).select_from(SignIn))
 
 
 def _tag(site: SiteFile, code: str) -> str:
@@ -92,7 +70,7 @@ def test_a_tap_from_a_reader_whose_clock_is_a_year_ahead_counts_at_receipt_time_
     rig.clock.advance(600)  # the broker redelivers later: the skew is the stored one, not recomputed
     rig.link.inject(TAP, tap)
     rig.gateway.pump()
-    first, again = rig.answers()
+    first, again = rig.answers(ACK)
     assert first == again
     assert (first["ok"], first["checkpoint"], first["clock_skew_s"]) == (True, "1栋 1F 大堂", 365 * 86400)
     assert first["message"] == {
@@ -117,7 +95,7 @@ def test_a_tap_from_an_offline_queue_within_the_window_counts_at_the_readers_tim
     queued_at = NOW - timedelta(hours=10)
     rig.link.inject(TAP, {"id": "queued-1", "ts": _iso(queued_at), "uid": _tag(demo_site, "B1-F01-LOBBY")})
     rig.gateway.pump()
-    [answer] = rig.answers()
+    [answer] = rig.answers(ACK)
     assert answer["ok"] is True and "clock_skew_s" not in answer and answer["message"]["en"] == "Signed in"
     with session_factory(rig.engine)() as s:
         assert s.scalars(select(SignIn.tapped_at)).one() == queued_at
@@ -129,10 +107,10 @@ def test_a_ts_in_seconds_is_refused_as_bad_timestamp_and_answered(rig: Rig, demo
     before = _rejected("bad_timestamp")
     rig.link.inject(TAP, {"id": "secs-1", "ts": int(NOW.timestamp()), "uid": _tag(demo_site, "B1-F01-LOBBY")})
     rig.gateway.pump()
-    [answer] = rig.answers()
+    [answer] = rig.answers(ACK)
     assert (answer["id"], answer["ok"], answer["reason"]) == ("secs-1", False, "bad_timestamp")
     assert answer["message"]["en"] == "Device time invalid: set its clock"
-    assert rig.signins() == 0
+    assert _signins(rig) == 0
     with session_factory(rig.engine)() as s:
         kept = s.execute(select(QuarantinedMessage.reason, QuarantinedMessage.detail)).one()
     assert kept.reason == "bad_timestamp" and "multiply by 1000" in kept.detail
@@ -160,13 +138,13 @@ def test_a_reader_reusing_an_id_after_a_reboot_gets_id_conflict_not_the_old_verd
     rig.link.inject(TAP, telecom)  # the broker redelivers the conflicting tap
     rig.gateway.pump()
 
-    first, conflict, conflict_again = rig.answers()
+    first, conflict, conflict_again = rig.answers(ACK)
     assert (first["ok"], first["checkpoint_en"]) == (True, "Building 1 1F lobby")
     assert conflict == conflict_again
     assert (conflict["id"], conflict["ok"], conflict["reason"]) == ("r-000001", False, "id_conflict")
     assert "checkpoint" not in conflict and "guard" not in conflict, "nothing of the other tap's verdict"
     assert conflict["message"]["en"] == "Message id reused: check the device"
-    assert rig.signins() == 1
+    assert _signins(rig) == 1
     with session_factory(rig.engine)() as s:
         [kept] = s.scalars(select(QuarantinedMessage)).all()
     assert (kept.reason, kept.device_code) == ("id_conflict", READER)
@@ -177,7 +155,7 @@ def test_a_reader_reusing_an_id_after_a_reboot_gets_id_conflict_not_the_old_verd
 
     rig.link.inject(TAP, lobby)  # and the first tap, re-sent from the reader's queue
     rig.gateway.pump()
-    assert rig.answers()[-1] == first
+    assert rig.answers(ACK)[-1] == first
 
 
 def test_a_re_sent_tap_serialised_differently_is_the_same_tap_not_a_conflict(rig: Rig, demo_site: SiteFile) -> None:
@@ -188,9 +166,9 @@ def test_a_re_sent_tap_serialised_differently_is_the_same_tap_not_a_conflict(rig
     rig.link.inject(TAP, {"id": "r-7", "ts": _iso(tapped.astimezone(UTC)), "uid": uid})
     rig.link.inject(TAP, {"uid": uid, "retry": 2, "ts": int(tapped.timestamp() * 1000), "id": "r-7"})
     rig.gateway.pump()
-    first, again = rig.answers()
+    first, again = rig.answers(ACK)
     assert first == again and first["ok"] is True
-    assert rig.signins() == 1
+    assert _signins(rig) == 1
     assert rig.count(select(func.count()).select_from(QuarantinedMessage)) == 0
 
 
@@ -199,9 +177,9 @@ def test_a_conflict_within_one_batch_is_caught_too(rig: Rig, demo_site: SiteFile
     rig.link.inject(TAP, {"id": "b-1", "ts": ts, "uid": _tag(demo_site, "B1-F01-LOBBY")})
     rig.link.inject(TAP, {"id": "b-1", "ts": ts, "uid": _tag(demo_site, "B1-F01-TEL")})
     assert rig.gateway.pump() == 2
-    answers = {(a["ok"], a.get("reason"), a.get("checkpoint_en")) for a in rig.answers()}
+    answers = {(a["ok"], a.get("reason"), a.get("checkpoint_en")) for a in rig.answers(ACK)}
     assert answers == {(True, None, "Building 1 1F lobby"), (False, "id_conflict", None)}
-    assert rig.signins() == 1
+    assert _signins(rig) == 1
     assert rig.link.acked == [1, 2]
 
 
@@ -215,7 +193,7 @@ def test_a_sensor_reusing_an_id_for_another_reading_is_quarantined_not_answered(
     with session_factory(rig.engine)() as s:
         assert s.scalars(select(InboundMessage.payload)).one().find('"lel_pct": 1.0') > 0
         assert s.scalars(select(QuarantinedMessage.reason)).all() == ["id_conflict"]
-    assert rig.answers() == [] and rig.link.acked == [1, 2, 3]
+    assert rig.answers(ACK) == [] and rig.link.acked == [1, 2, 3]
 
 
 def test_a_reading_of_another_kind_than_its_sensor_is_quarantined(rig: Rig) -> None:

@@ -12,11 +12,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from app.cli import DEMO_SITE
-from core.clock import FakeClock
-from core.config import Settings
 from gateway.pipeline import Gateway
 from storage.sitefile.parse import parse_site_file
 from tests.support.fake_link import FakeLink
+from tests.support.rig import make_rig
 
 SITE = "liyuan"
 FLOODER = f"patrol/v1/{SITE}/reader/rdr-h02/tap"
@@ -25,11 +24,9 @@ FLOOD = 50
 BATCH = 10
 
 
-def _gateway(db_url: str, engine: Engine, clock: FakeClock | None = None, **settings: Any) -> tuple[Gateway, FakeLink]:
-    clock = clock or FakeClock()
-    link = FakeLink(clock)
-    cfg = Settings(_env_file=None, database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", **settings)  # type: ignore[call-arg]
-    return Gateway(cfg, engine, clock=clock, link=link.attach), link
+def _gateway(db_url: str, engine: Engine, **settings: Any) -> tuple[Gateway, FakeLink]:
+    rig = make_rig(engine, db_url, **settings)
+    return rig.gateway, rig.link
 
 
 @pytest.fixture
@@ -107,8 +104,8 @@ def test_a_flood_gets_at_most_the_capped_red_answers_a_second_and_a_guard_still_
     """Issue 6 items 2-3: a reader flooding garbage is answered red at most
     `refused_answers_per_reader_s` times a second (the rest counted, not sent), so its acks are not
     held behind thousands of publications; every message is still acked, the guard's tap answered."""
-    clock = FakeClock()
-    gw, link = _gateway(db_url, engine, clock, batch_max_size=BATCH, refused_answers_per_reader_s=20)
+    rig = make_rig(engine, db_url, batch_max_size=BATCH, refused_answers_per_reader_s=20)
+    gw, link, clock = rig.gateway, rig.link, rig.clock
     shed_before = REGISTRY.get_sample_value("patrol_answers_shed_total") or 0.0
     for i in range(FLOOD):
         link.inject(FLOODER, f'{{"id": "bad-{i}", "uid": "zz"}}'.encode())

@@ -4,26 +4,21 @@ link and a fake clock, on SQLite and PostgreSQL (the `engine` fixture)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from core.clock import FakeClock
-from core.config import Settings
 from core.outbound import parse_out
 from gateway.effects import Effects
-from gateway.handlers import HANDLERS, Context
+from gateway.handlers import Context
 from gateway.handlers.readings import handle_event
 from gateway.messages import Accepted
-from gateway.pipeline import Gateway
 from storage.db import session_factory, transaction
 from storage.models import Device, InboundMessage, Location, QuarantinedMessage, SignIn
 from storage.sitefile.schema import SiteFile
-from tests.support.fake_link import FakeLink
+from tests.support.rig import Rig, make_rig
 
 SITE = "liyuan"
 READER = "rdr-h01"  # a handheld reader held by guard G001
@@ -33,30 +28,9 @@ GAS = "gas-b1-shop101"
 T0 = 1764288311250  # 2025-11-28T00:05:11.250Z in epoch ms
 
 
-@dataclass
-class Rig:
-    gateway: Gateway
-    link: FakeLink
-    clock: FakeClock
-    engine: Engine
-
-    def count(self, stmt: object) -> int:
-        with session_factory(self.engine)() as s:
-            return int(s.scalar(stmt) or 0)  # type: ignore[call-overload]
-
-
-def _rig(engine: Engine, db_url: str, **handlers: object) -> Iterator[Rig]:
-    clock = FakeClock()
-    link = FakeLink(clock)
-    settings = Settings(_env_file=None, database_url=db_url, mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
-    table = {**HANDLERS, **handlers} if handlers else None
-    gw = Gateway(settings, engine, clock=clock, link=link.attach, handlers=table)  # type: ignore[arg-type]
-    yield Rig(gw, link, clock, engine)
-
-
 @pytest.fixture
-def rig(engine: Engine, db_url: str) -> Iterator[Rig]:
-    yield from _rig(engine, db_url)
+def rig(engine: Engine, db_url: str) -> Rig:
+    return make_rig(engine, db_url)
 
 
 def _tag(site: SiteFile, code: str = "B1-F01-LOBBY") -> str:
@@ -172,7 +146,7 @@ def test_a_handler_that_raises_costs_only_its_own_message(engine: Engine, db_url
             raise ValueError("this handler cannot take a poison event")
         return handle_event(session, msgs, ctx)
 
-    rig = next(_rig(engine, db_url, event=fragile))
+    rig = make_rig(engine, db_url, handlers={"event": fragile})
     event = f"patrol/v1/{SITE}/sensor/{GAS}/event"
     rig.link.inject(event, {"id": "fine", "ts": T0, "kind": "gas", "state": "alarm"})
     rig.link.inject(event, {"id": "poison", "ts": T0, "kind": "gas", "state": "alarm"})

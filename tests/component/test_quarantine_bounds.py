@@ -7,19 +7,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
-from core.clock import FakeClock
-from core.config import Settings
-from gateway.pipeline import Gateway
 from storage.db import session_factory
 from storage.models import QuarantinedMessage
 from storage.models.ingest import QuarantineBudget
 from storage.quarantine import KEEP_BYTES
-from tests.support.fake_link import FakeLink
+from tests.support.rig import Rig, make_rig
 
 SITE = "liyuan"
 READER = "rdr-h02"
@@ -27,13 +23,7 @@ TAP = f"patrol/v1/{SITE}/reader/{READER}/tap"
 ACK = f"/reader/{READER}/ack"
 
 
-class Rig:
-    def __init__(self, engine: Engine, db_url: str, **settings: Any) -> None:
-        self.engine, self.clock = engine, FakeClock()
-        self.link = FakeLink(self.clock)
-        cfg = Settings(_env_file=None, database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", **settings)  # type: ignore[call-arg]
-        self.gateway = Gateway(cfg, engine, clock=self.clock, link=self.link.attach)
-
+class QuarantineRig(Rig):
     def rows(self) -> list[QuarantinedMessage]:
         with session_factory(self.engine)() as s:
             return list(s.scalars(select(QuarantinedMessage).order_by(QuarantinedMessage.id)))
@@ -47,11 +37,12 @@ class Rig:
 
 
 @pytest.fixture
-def rig(engine: Engine, db_url: str) -> Iterator[Rig]:
-    yield Rig(engine, db_url, quarantine_budget_per_hour=3)
+def rig(engine: Engine, db_url: str) -> Iterator[QuarantineRig]:
+    base = make_rig(engine, db_url, quarantine_budget_per_hour=3)
+    yield QuarantineRig(base.gateway, base.link, base.clock, base.engine)
 
 
-def test_a_large_rejected_payload_keeps_a_prefix_with_its_size_and_sha256(rig: Rig) -> None:
+def test_a_large_rejected_payload_keeps_a_prefix_with_its_size_and_sha256(rig: QuarantineRig) -> None:
     """Issue 6 item 2: a 5 MB payload was kept whole; now only KEEP_BYTES of it, with what proves
     which payload it was. The tap is still answered red (CONTRACT.md, "What bad input gets")."""
     payload = b'{"id": "big", "pad": "' + b"x" * 40_000 + b'"}'
@@ -65,7 +56,7 @@ def test_a_large_rejected_payload_keeps_a_prefix_with_its_size_and_sha256(rig: R
     assert rig.link.acked == [1]
 
 
-def test_repeats_of_one_rejection_fold_into_one_row_with_a_count(rig: Rig) -> None:
+def test_repeats_of_one_rejection_fold_into_one_row_with_a_count(rig: QuarantineRig) -> None:
     """The same bad bytes from one device, again and again (and redelivered): one row, counted,
     first and last seen; each one answered and acked. Folding costs no budget."""
     first = rig.clock.now()
@@ -83,14 +74,14 @@ def test_repeats_of_one_rejection_fold_into_one_row_with_a_count(rig: Rig) -> No
     assert rig.budgets() == {f"device:{SITE}/{READER}": (1, 0)}
 
 
-def test_the_same_bytes_refused_for_another_reason_or_on_another_topic_is_another_row(rig: Rig) -> None:
+def test_the_same_bytes_refused_for_another_reason_or_on_another_topic_is_another_row(rig: QuarantineRig) -> None:
     rig.link.inject(TAP, b"{oops")
     rig.link.inject(f"patrol/v1/{SITE}/reader/rdr-h03/tap", b"{oops")
     rig.gateway.pump()
     assert [r.device_code for r in rig.rows()] == [READER, "rdr-h03"]
 
 
-def test_a_device_over_its_hourly_budget_is_counted_not_kept_and_still_answered(rig: Rig) -> None:
+def test_a_device_over_its_hourly_budget_is_counted_not_kept_and_still_answered(rig: QuarantineRig) -> None:
     """Issue 6 item 2: 50,000 distinct bad payloads were 50,000 rows. Past the budget (3 here) a
     device's rejections are only counted on its budget row; its taps are answered every time; the
     next hour it has a budget again."""
@@ -113,7 +104,7 @@ def test_a_device_over_its_hourly_budget_is_counted_not_kept_and_still_answered(
     assert len(rig.rows()) == 4
 
 
-def test_unknown_devices_share_their_sites_budget_and_unknown_sites_share_one(rig: Rig) -> None:
+def test_unknown_devices_share_their_sites_budget_and_unknown_sites_share_one(rig: QuarantineRig) -> None:
     """Inventing device ids buys no storage: devices that are not registered are budgeted together
     per registered site, everything else (unknown sites, topics outside the contract) in one."""
     for i in range(5):

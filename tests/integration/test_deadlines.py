@@ -343,7 +343,7 @@ def test_housekeeping_prunes_in_bounded_steps_and_reschedules_itself(
     with transaction(sessions) as s:
         housekeeping.ensure_housekeeping(s, clock.now())
         housekeeping.ensure_housekeeping(s, clock.now())  # a second process starting: no second chore
-    sweeper = sweeper_for(sessions, clock, housekeeping.housekeeping_handlers(retention_days=30))
+    sweeper = sweeper_for(sessions, clock, housekeeping.housekeeping_handlers(retention_days=30, quarantine_days=14))
 
     def chores() -> dict[str, datetime]:
         with sessions() as s:

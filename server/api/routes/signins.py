@@ -55,6 +55,7 @@ def list_signins(
         .order_by(SignIn.id.desc())
         .limit(limit)
     )
+    zone = _zone(session, site) if since is not None or until is not None else UTC
     filters: list[tuple[object, Callable[[Any], ColumnElement[bool]]]] = [
         (site, lambda v: Site.code == v),
         (guard, lambda v: Staff.code == v),
@@ -62,8 +63,8 @@ def list_signins(
         (device, lambda v: Device.code == v),
         (ok, lambda v: SignIn.ok.is_(v)),
         (clock_skew, lambda v: InboundMessage.clock_skew_s.is_not(None) == v),
-        (since, lambda v: SignIn.tapped_at >= resolve_bound(v, _zone(session, site), end_of_day=False)),
-        (until, lambda v: SignIn.tapped_at < resolve_bound(v, _zone(session, site), end_of_day=True)),
+        (since, lambda v: SignIn.tapped_at >= resolve_bound(v, zone, end_of_day=False)),
+        (until, lambda v: SignIn.tapped_at < resolve_bound(v, zone, end_of_day=True)),
         (before_id, lambda v: SignIn.id < v),
     ]
     for value, clause in filters:
