@@ -45,9 +45,7 @@ def create_app(
         finally:
             if source:
                 source.stop()
-            pool = getattr(_app.state, "hash_pool", None)  # made at the first login (routes/auth.py)
-            if pool is not None:
-                pool.shutdown()
+            _app.state.hash_pool.shutdown()
 
     app = FastAPI(
         title="Patrol — 物业巡查与突发事件监控",
@@ -64,6 +62,7 @@ def create_app(
     app.state.sessions = session_factory(engine)
     app.state.clock = clock or SystemClock()
     app.state.hub = hub
+    auth.install_login_limits(app.state, settings)
     routers = [module.router for module in (health, auth, sites, signins, quarantine, live)]
     for router in routers:
         app.include_router(router)

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from core.config import Settings
 from server.api.deps import EVERYONE, bearer_token, current_user, now
 from server.api.schemas import TokenPublic, TokenRequest, UserPublic
 from server.auth import find_login, hash_password, issue_token, needs_rehash, revoke_token, verify_password
@@ -33,19 +34,17 @@ _LIMITED = {
 }
 
 
+def install_login_limits(state: Any, s: Settings) -> None:
+    """The app's login guard and hash pool (one each per app), from its settings."""
+    state.login_guard = LoginGuard(
+        Limits(lock_after=s.login_lockout_after_user_failures),
+        Limits(lock_after=s.login_lockout_after_address_failures),
+    )
+    state.hash_pool = HashPool(s.login_hash_workers, s.login_hash_queue, s.login_hashes_per_second)
+
+
 def login_limits(request: Request) -> tuple[LoginGuard, HashPool]:
-    """The app's login guard and hash pool, made on first use from its settings (one per app)."""
-    state = request.app.state
-    if getattr(state, "login_guard", None) is None:
-        s = state.settings
-        state.login_guard = LoginGuard(
-            Limits(lock_after=s.login_lockout_after_user_failures),
-            Limits(lock_after=s.login_lockout_after_address_failures),
-        )
-    if getattr(state, "hash_pool", None) is None:
-        s = state.settings
-        state.hash_pool = HashPool(s.login_hash_workers, s.login_hash_queue, s.login_hashes_per_second)
-    return state.login_guard, state.hash_pool
+    return request.app.state.login_guard, request.app.state.hash_pool
 
 
 def _too_many(seconds: int) -> HTTPException:
