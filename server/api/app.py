@@ -37,6 +37,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
+        _app.state.hash_pool = auth.new_hash_pool(settings)  # each run of the app its own; shut down below
         source = live_feed(hub) if live_feed else None
         if source:
             source.start()

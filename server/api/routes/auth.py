@@ -40,7 +40,11 @@ def install_login_limits(state: Any, s: Settings) -> None:
         Limits(lock_after=s.login_lockout_after_user_failures),
         Limits(lock_after=s.login_lockout_after_address_failures),
     )
-    state.hash_pool = HashPool(s.login_hash_workers, s.login_hash_queue, s.login_hashes_per_second)
+    state.hash_pool = new_hash_pool(s)
+
+
+def new_hash_pool(s: Settings) -> HashPool:
+    return HashPool(s.login_hash_workers, s.login_hash_queue, s.login_hashes_per_second)
 
 
 def login_limits(request: Request) -> tuple[LoginGuard, HashPool]:
