@@ -1,10 +1,14 @@
 """`patrol device provision`: the broker's password file, ACL file and the installer's credentials.
 
 Every active device in the database gets an account of its own, plus the service accounts (the
-gateway, one per gateway process of a shared group, and the API's live feed). Passwords are random,
-kept across runs (so re-provisioning after adding a device does not lock out the others) unless
-rotated, and written only to a 0600 credentials file, never to a log. The password and ACL files
-hold no secret (hashes and topics) and are what Mosquitto and the embedded broker both read.
+gateway, one per gateway process of a shared group, each with its slow-lane account `G-slow`, and the
+API's live feed). Passwords are random, kept across runs (so re-provisioning after adding a device
+does not lock out the others) unless rotated, and written only to a 0600 credentials file, never to
+a log. The password and ACL files hold no secret (hashes and topics) and are what Mosquitto and the
+embedded broker both read.
+
+A slow-lane account always has its gateway's password (the gateway process derives it from its own):
+provisioning copies it on every run, so rotating the gateway rotates its slow lane too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from core.broker_access import (
     ALL_TOPICS,
     GATEWAY_ACCOUNT,
     LIVE_ACCOUNT,
+    SLOW_LANE_SUFFIX,
     Account,
     Rule,
     device_account,
@@ -32,6 +37,7 @@ from core.broker_access import (
     live_account,
     parse_acl,
     render_acl,
+    slow_lane_account,
 )
 from core.config import Settings
 from core.directory import Directory
@@ -90,20 +96,27 @@ class Provisioned:
 def accounts_for(
     directory: Directory, gateways: Sequence[str] = (GATEWAY_ACCOUNT,), live: Sequence[str] = (LIVE_ACCOUNT,)
 ) -> list[Account]:
-    """Service accounts first, then every device of every site in a stable order."""
-    accounts = [gateway_account(name) for name in gateways] + [live_account(name) for name in live]
+    """Service accounts first (each gateway followed by its slow lane), then every device of every site in a
+    stable order."""
+    accounts = [a for name in gateways for a in (gateway_account(name), slow_lane_account(name))]
+    accounts += [live_account(name) for name in live]
     for (site, code), entry in sorted(directory.devices.items()):
         accounts.append(device_account(site, code, entry.kind))
     names = [a.username for a in accounts]
     if len(set(names)) != len(names):
-        raise ValueError(f"account names must be distinct: {sorted({n for n in names if names.count(n) > 1})}")
+        raise ValueError(
+            f"account names must be distinct: {sorted({n for n in names if names.count(n) > 1})}"
+            f" (each gateway G also has a slow-lane account G{SLOW_LANE_SUFFIX}: do not name that as a gateway)"
+        )
     return accounts
 
 
 def provision(files: BrokerFiles, accounts: Iterable[Account], rotate: Collection[str] | bool = False) -> Provisioned:
     """Write the three files, keeping each existing account's password unless it is rotated.
 
-    `rotate=True` rotates every account; a collection rotates those usernames."""
+    `rotate=True` rotates every account; a collection rotates those usernames. An account that shares another's
+    password (a slow lane) copies it, so it is rotated exactly when that one is; `rotated` lists the accounts
+    whose password changed, `created` those that had none."""
     accounts = tuple(accounts)
     old = files.read_credentials()
     passwords: dict[str, str] = {}
@@ -111,12 +124,11 @@ def provision(files: BrokerFiles, accounts: Iterable[Account], rotate: Collectio
     rotated: list[str] = []
     for account in accounts:
         name = account.username
-        renew = rotate is True or (not isinstance(rotate, bool) and name in rotate)
-        if name in old and not renew:
-            passwords[name] = old[name]
-            continue
-        passwords[name] = secrets.token_urlsafe(PASSWORD_BYTES)
-        (rotated if name in old else created).append(name)
+        passwords[name] = _password(account, old.get(name), passwords, rotate)
+        if name not in old:
+            created.append(name)
+        elif passwords[name] != old[name]:
+            rotated.append(name)
     removed = tuple(sorted(set(old) - set(passwords)))
     files.directory.mkdir(parents=True, exist_ok=True)
     _write(files.credentials, render_credentials(passwords), 0o600)
@@ -131,6 +143,25 @@ def provision(files: BrokerFiles, accounts: Iterable[Account], rotate: Collectio
         len(removed),
     )
     return Provisioned(files, accounts, tuple(created), tuple(rotated), removed, passwords)
+
+
+def _password(account: Account, current: str | None, passwords: dict[str, str], rotate: Collection[str] | bool) -> str:
+    """This run's password: the current one unless rotated; for an account that shares another's (provisioned
+    before it, in `passwords`), that one's, whatever `rotate` names."""
+    named: Collection[str] = () if isinstance(rotate, bool) else rotate
+    owner = account.shares_password_with
+    if owner is None:
+        if current is not None and not (rotate is True or account.username in named):
+            return current
+        return secrets.token_urlsafe(PASSWORD_BYTES)
+    if owner not in passwords:
+        raise ValueError(
+            f"account {account.username} shares the password of {owner}, which is not provisioned before it:"
+            " list the account that owns the password first"
+        )
+    if account.username in named and owner not in named:
+        log.warning("%s has the password of %s: rotate %s to renew both", account.username, owner, owner)
+    return passwords[owner]
 
 
 def provision_from_database(
@@ -166,7 +197,14 @@ def previous_services(files: BrokerFiles) -> tuple[list[str], list[str]]:
         return [], []
     services = {name: r for name, r in rules.items() if not is_device_username(name)}
     gateways = [name for name, r in services.items() if Rule("read", ALL_TOPICS) in r]
-    return gateways, [name for name in services if name not in gateways]
+    return _without_slow_lanes(gateways), [name for name in services if name not in gateways]
+
+
+def _without_slow_lanes(gateways: list[str]) -> list[str]:
+    """`G-slow` beside `G` is G's slow lane, which `accounts_for` makes again, not a gateway of its own (else
+    every re-run would add `G-slow-slow`); and `--remove G` then drops both."""
+    present = set(gateways)
+    return [g for g in gateways if not (g.endswith(SLOW_LANE_SUFFIX) and g[: -len(SLOW_LANE_SUFFIX)] in present)]
 
 
 def with_service_credentials(settings: Settings, passwords: dict[str, str]) -> Settings:

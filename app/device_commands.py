@@ -59,7 +59,8 @@ def cmd_device_provision(settings: Settings, args: argparse.Namespace) -> int:
         "  Mosquitto: password_file and acl_file must point at these files; reload it (kill -HUP, or\n"
         "    docker compose kill -s HUP mosquitto). The embedded broker re-reads them by itself.\n"
         "  Devices: give each device only its own line of the credentials file (username:password).\n"
-        "  Gateway: PATROL_MQTT_USERNAME / PATROL_MQTT_PASSWORD of a gateway account;\n"
+        "  Gateway: PATROL_MQTT_USERNAME / PATROL_MQTT_PASSWORD of a gateway account (its slow lane,\n"
+        "    <gateway>-slow, has the same password: nothing to set);\n"
         "  API: PATROL_MQTT_LIVE_USERNAME / PATROL_MQTT_LIVE_PASSWORD of the live account.\n"
         "  Re-run after adding or removing devices (passwords are kept; --rotate renews them)."
     )

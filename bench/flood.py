@@ -3,14 +3,16 @@ their answers on time, and how much does the quarantine grow?
 
 Why it exists (issue 6, items 2 and 3): such a flood once added 50,000 quarantine rows (18 MB) in
 24 s and delayed every other reader's answer to p50 3.7 s / p99 5.8 s (0.06 s idle), because every
-message shared one FIFO and every rejection was kept whole. Now the gateway serves its inbox
+message shared one FIFO and every rejection was kept whole. Now the gateway moves a flooding device
+to a broker session of its own (the slow lane: its backlog queues apart), serves its inbox
 round-robin by device and keeps at most `quarantine_budget_per_hour` new rows per device an hour
 (a prefix of each payload), so the targets are: other readers' tap answers p99 < 250 ms during the
 flood, quarantine growth bounded, gateway RSS < 300 MB.
 
-One run per database, against a private Mosquitto and the real gateway (`python -m app.cli
-gateway`, a subprocess): other readers' taps at `--rate`/s for `--idle-seconds` (the idle figure),
-then the same taps while the flooder publishes `--flood` bad taps (QoS 1, distinct ids, so nothing
+One run per database and `--lanes` setting (by default the slow lane on, then off: the baseline of
+the same run, the gateway in one session as before), against a private Mosquitto and the real
+gateway (`python -m app.cli gateway`, a subprocess): other readers' taps at `--rate`/s for
+`--idle-seconds` (the idle figure), then the same taps while the flooder publishes `--flood` bad taps (QoS 1, distinct ids, so nothing
 folds: the worst case for storage) on its own reader's topic, until every flood message has been
 handled: kept or counted (at least `--min-flood-seconds`). The flooder is answered red at most
 `refused_answers_per_reader_s` times a second; the rest of its answers are counted, not sent.
@@ -89,6 +91,7 @@ class Phase:
 @dataclass
 class FloodResult:
     name: str
+    slow_lane: bool = True
     version: str = "?"
     problems: list[str] = field(default_factory=list)
     idle: Phase = field(default_factory=Phase)
@@ -98,6 +101,7 @@ class FloodResult:
     flood_answered: int = 0
     flood_handled: int = 0
     flood_seconds: float = math.nan
+    lane_moves: int = 0  # "floods the gateway" lines in the gateway's log
     rows_added: int = 0
     bytes_added: int = 0
     table_growth: int | None = None  # PostgreSQL: on-disk size of the quarantine table and its indexes
@@ -247,12 +251,18 @@ def quarantine_size(engine: Engine) -> tuple[int, int, int | None, int]:
     return int(rows), int(kept), disk, int(over)
 
 
-def run_database(kind: str, broker: MosquittoBroker, workdir: Path, tags: list[str], args: Any) -> FloodResult:
-    res = FloodResult(kind)
-    (workdir / kind).mkdir()
-    with database(kind, workdir / kind) as url:
+def run_database(
+    kind: str, broker: MosquittoBroker, workdir: Path, tags: list[str], args: Any, slow_lane: bool = True
+) -> FloodResult:
+    """One run on a fresh database; `slow_lane=False` is the baseline: the gateway in one broker session."""
+    name = kind if slow_lane else f"{kind}, 1 session"
+    res = FloodResult(name, slow_lane)
+    run_dir = workdir / name.replace(", ", "-").replace(" ", "-")
+    run_dir.mkdir()
+    with database(kind, run_dir) as url:
         engine, res.version = prepare_database(url)
-        gateway = GatewayProcess(broker, url, workdir / f"gateway-{kind}.log")
+        env = {"PATROL_SLOW_LANE": "true" if slow_lane else "false"}
+        gateway = GatewayProcess(broker, url, run_dir / "gateway.log", env)
         acks: ReaderAcks | None = None
         sampler: PeakRss | None = None
         try:
@@ -278,6 +288,7 @@ def run_database(kind: str, broker: MosquittoBroker, workdir: Path, tags: list[s
                 sampler.join(5)
                 res.rss_start_mb, res.rss_peak_mb = sampler.first / MB, sampler.peak / MB
             res.exit_code = gateway.stop()
+            res.lane_moves = gateway.log_text().count("floods the gateway")
             if acks is not None:
                 acks.close()
             engine.dispose()
@@ -367,6 +378,7 @@ def print_report(args: Any, results: list[FloodResult]) -> None:
         ("flood handled (kept or counted) / sent", lambda r: f"{r.flood_handled:,} / {r.flood_sent:,}"),
         ("  answered red (capped per second)", lambda r: f"{r.flood_answered:,}"),
         ("seconds until all flood handled", lambda r: fmt(r.flood_seconds, 1)),
+        ("flooder moved to the slow lane (times)", lambda r: f"{r.lane_moves}" if r.slow_lane else "off"),
         ("quarantine rows added", lambda r: f"{r.rows_added:,}"),
         ("  bytes kept added", lambda r: f"{r.bytes_added:,}"),
         ("  table on disk grew (bytes)", lambda r: "n/a" if r.table_growth is None else f"{r.table_growth:,}"),
@@ -390,11 +402,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-flood-seconds", type=float, default=10.0, help="shortest flood phase (default 10)")
     p.add_argument("--databases", default="postgresql", help="comma-separated: postgresql,sqlite")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed for the flood phase (default 300)")
+    p.add_argument(
+        "--lanes",
+        default="on,off",
+        help="slow lane on, off (the baseline: one broker session), or both in turn (default on,off)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir (gateway logs, SQLite file)")
     args = p.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    args.lanes = [lane.strip() == "on" for lane in args.lanes.split(",") if lane.strip() in ("on", "off")]
     unknown = set(args.databases) - {"postgresql", "sqlite"}
-    if unknown or args.flood < 1 or args.rate <= 0 or args.idle_seconds <= 0:
+    if not args.lanes or unknown or args.flood < 1 or args.rate <= 0 or args.idle_seconds <= 0:
         p.error(f"bad arguments (unknown databases: {sorted(unknown)})" if unknown else "bad arguments")
     return args
 
@@ -409,10 +427,11 @@ def main(argv: list[str] | None = None) -> int:
             broker.start()
             log(f"mosquitto on 127.0.0.1:{broker.port}")
             for kind in args.databases:
-                try:
-                    results.append(run_database(kind, broker, workdir, tags, args))
-                except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
-                    results.append(FloodResult(kind, problems=[f"{type(exc).__name__}: {exc}"]))
+                for slow_lane in args.lanes:
+                    try:
+                        results.append(run_database(kind, broker, workdir, tags, args, slow_lane))
+                    except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
+                        results.append(FloodResult(kind, slow_lane, problems=[f"{type(exc).__name__}: {exc}"]))
         finally:
             broker.cleanup()
     print_report(args, results)

@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 
 from bench.mqtt_load import connect, end_session, login, new_client
 from bench.progress import log
-from core.broker_access import GATEWAY_ACCOUNT, LIVE_ACCOUNT
+from core.broker_access import GATEWAY_ACCOUNT, LIVE_ACCOUNT, slow_lane_username
 from tests.support.mosquitto import MosquittoBroker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,8 +27,9 @@ class GatewayProcess:
     """`python -m app.cli gateway` as production runs it, logging to a file, logged in with the gateway's
     account (the broker makes the client id the username)."""
 
-    def __init__(self, broker: MosquittoBroker, db_url: str, log_path: Path) -> None:
-        self.broker, self.db_url, self.log_path = broker, db_url, log_path
+    def __init__(self, broker: MosquittoBroker, db_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        """`env`: more PATROL_* settings for this run (e.g. PATROL_SLOW_LANE=false for a baseline)."""
+        self.broker, self.db_url, self.log_path, self.env = broker, db_url, log_path, env or {}
         self.client_id = GATEWAY_ACCOUNT
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -43,7 +44,13 @@ class GatewayProcess:
         }
 
     def start(self, timeout_s: float = 60.0) -> psutil.Process:
-        env = {**os.environ, **self.broker_env(), "PATROL_DATABASE_URL": self.db_url, "PATROL_LOG_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            **self.broker_env(),
+            "PATROL_DATABASE_URL": self.db_url,
+            "PATROL_LOG_LEVEL": "INFO",
+            **self.env,
+        }
         with self.log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "gateway"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
@@ -76,14 +83,15 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        try:
-            client = new_client("gw-cleanup", client_id=self.client_id)
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0
-            connect(client, login(self.broker, GATEWAY_ACCOUNT), clean_start=True, properties=props)
-            end_session(client)
-        except (OSError, RuntimeError) as exc:
-            log(f"could not end the gateway's broker session {self.client_id}: {exc}")
+        for account in (GATEWAY_ACCOUNT, slow_lane_username(GATEWAY_ACCOUNT)):  # its slow lane's session too
+            try:
+                client = new_client("gw-cleanup", client_id=account)
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = 0
+                connect(client, login(self.broker, account), clean_start=True, properties=props)
+                end_session(client)
+            except (OSError, RuntimeError) as exc:
+                log(f"could not end the gateway's broker session {account}: {exc}")
         return rc
 
 

@@ -10,6 +10,11 @@ Device accounts are named `{site}.{device}` (ids are `[A-Za-z0-9_-]`, so the dot
 the name never holds the `:` of a password file). Mosquitto's `pattern` lines cannot bind both the
 site and the device kind from one username, so every account gets its own `user`/`topic` lines:
 the file is generated, so being explicit costs nothing and states exactly what each may do.
+
+Each gateway `G` has a second account `G-slow` for its slow-lane session (a flooding device's topics move
+there so its backlog queues at the broker apart from everyone else's; docs/metrics.md). Mosquitto binds
+the client id to the username, so a second session needs a second account; it has the gateway's rules
+and the gateway's password, so the gateway process derives it and needs no second secret.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ Role = Literal["gateway", "live", "device"]  # for people reading the ACL; code 
 
 GATEWAY_ACCOUNT = "patrol-gateway"
 LIVE_ACCOUNT = "patrol-live"
+#: Appended to a gateway's username for its slow-lane account (`patrol-gateway-slow`).
+SLOW_LANE_SUFFIX = "-slow"
+#: Service names are at most 64 characters (`ID_PATTERN`); a gateway's must leave room for the suffix.
+MAX_GATEWAY_NAME = 64 - len(SLOW_LANE_SUFFIX)
 #: Client ids with this prefix belong to the product's own processes: only service accounts may use them.
 SERVICE_CLIENT_PREFIX = "patrol-"
 
@@ -54,6 +63,8 @@ class Account:
     username: str
     role: Role
     rules: tuple[Rule, ...]
+    #: Another account (listed before this one) whose password this one has: a slow lane shares its gateway's.
+    shares_password_with: str | None = None
 
 
 def device_username(site: str, device: str) -> str:
@@ -76,6 +87,24 @@ def gateway_account(username: str = GATEWAY_ACCOUNT) -> Account:
     """Reads everything under the prefix (to quarantine strays too); writes answers and out/ events."""
     rules = (Rule("read", ALL_TOPICS), Rule("write", OUT_TOPICS), Rule("write", ALL_ACKS))
     return Account(service_name(username), "gateway", rules)
+
+
+def slow_lane_username(username: str) -> str:
+    """The slow-lane account of gateway `username`: a name too long for it is refused when provisioning,
+    with the limit, rather than found later as a slow-lane session that cannot log in."""
+    if len(service_name(username)) > MAX_GATEWAY_NAME:
+        raise ValueError(
+            f"gateway account name {username!r} has {len(username)} characters: use at most {MAX_GATEWAY_NAME},"
+            f" so that its slow-lane account ({username}{SLOW_LANE_SUFFIX}) is a valid service account name too"
+        )
+    return service_name(username + SLOW_LANE_SUFFIX)
+
+
+def slow_lane_account(username: str = GATEWAY_ACCOUNT) -> Account:
+    """The second session of gateway `username` (gateway/lanes.py): it only subscribes and acks, so it
+    only reads; in provisioning it has the gateway's password."""
+    rules = (Rule("read", ALL_TOPICS),)
+    return Account(slow_lane_username(username), "gateway", rules, shares_password_with=service_name(username))
 
 
 def live_account(username: str = LIVE_ACCOUNT) -> Account:
@@ -153,7 +182,8 @@ def render_acl(accounts: Iterable[Account]) -> str:
         "",
     ]
     for account in accounts:
-        lines.append(f"# {account.role}")
+        shared = f", same password as {account.shares_password_with}" if account.shares_password_with else ""
+        lines.append(f"# {account.role}{shared}")
         lines.append(f"user {account.username}")
         lines += [f"topic {r.access} {r.topic}" for r in account.rules]
         lines.append("")

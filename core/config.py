@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     batch_max_per_device: int = Field(
         default=400, ge=1, le=5000, description="messages of one device per batch: a flooding device delays only itself"
     )
+    slow_lane: bool = Field(
+        default=True, description="queue a flooding device's messages apart, in a second broker session"
+    )
+    flood_msgs_per_s: int = Field(
+        default=100, ge=1, description="messages a second from one device past which it goes to the slow lane"
+    )
+    flood_hold_s: int = Field(default=60, ge=1, description="how long a device stays in the slow lane after its flood")
     token_ttl_hours: int = 12
     login_hash_workers: int = Field(default=1, ge=1, le=8, description="threads that check passwords")
     login_hash_queue: int = Field(default=16, ge=0, le=1000, description="logins that may wait for them")

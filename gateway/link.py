@@ -19,7 +19,11 @@ Filters = tuple[tuple[str, int], ...]
 
 class Link(Protocol):
     subscribed: threading.Event
-    fatal_error: str | None
+
+    @property
+    def fatal_error(self) -> str | None:
+        """Why the broker connection cannot work (refused credentials): the process stops with it."""
+        ...
 
     def start(self) -> None: ...
 

@@ -22,6 +22,7 @@ class Received:
     retain: bool
     received_at: datetime
     generation: int = 0  # which broker connection delivered it: acks are only valid on that one
+    lane: int = 0  # which of the gateway's sessions delivered it (gateway/lanes.py): acked on that one
 
 
 @dataclass(frozen=True, slots=True)

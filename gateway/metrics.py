@@ -27,3 +27,9 @@ BROKER_CONNECTED = Gauge("patrol_gateway_broker_connected", "1 while the gateway
 LIVE_IGNORED = Counter(
     "patrol_live_events_ignored_total", "Messages under out/ that are not valid out/ events: not forwarded to screens"
 )
+SLOW_LANE_DEVICES = Gauge(
+    "patrol_slow_lane_devices", "Devices flooding the gateway now, whose messages queue apart in its slow-lane session"
+)
+LANE_MOVES = Counter(
+    "patrol_lane_moves_total", "Devices moved between the gateway's sessions, by lane moved to", ["to"]
+)

@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.clock import Clock, SystemClock
 from core.config import BrokerAddress, Settings
+from gateway.link import Filters
 from gateway.messages import Received
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def _settled(info: mqtt.MQTTMessageInfo) -> bool:
 
 # Unacked messages the broker may have in flight to us: enough for several full batches while one commits.
 RECEIVE_MAXIMUM = 10_000
+SUBSCRIBE_CHUNK = 100  # filters per SUBSCRIBE packet (one per device while a device is in the slow lane)
+SUBACK_TIMEOUT_S = 10.0
 
 
 class MqttLink:
@@ -60,13 +63,22 @@ class MqttLink:
         manual_ack: bool = True,
         on_connection: Callable[[bool], None] | None = None,
         clock: Clock | None = None,
+        lane: int = 0,
+        receive_maximum: int = RECEIVE_MAXIMUM,
+        broker: BrokerAddress | None = None,
     ) -> None:
         """`on_connection` hears of every connect and disconnect: the gateway reports its own
-        broker connection in a metric; other clients of this class (the live feed) must not."""
+        broker connection in a metric; other clients of this class (the live feed) must not.
+        `lane` marks what this session delivers (gateway/lanes.py); `broker` overrides the account."""
         self._settings = settings
-        self._broker: BrokerAddress = settings.broker
+        self._broker: BrokerAddress = broker or settings.broker
         self._sink = sink
-        self._filters = filters
+        self._filters = tuple(filters)
+        self._forget: set[str] = set()  # filters a session left by an earlier process may hold: dropped on connect
+        self._lane = lane
+        self._receive_maximum = receive_maximum
+        self._subacks: dict[int, bool] = {}  # SUBSCRIBE packet id → confirmed (no failure reason code)
+        self._suback_ready = threading.Condition()
         self._persistent = persistent
         self._on_connection = on_connection or (lambda _up: None)
         self._clock: Clock = clock or SystemClock()
@@ -90,6 +102,7 @@ class MqttLink:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._generation = 0  # counts connections; paho runs callbacks on one thread, in order
+        self.received = 0  # messages this session has delivered (tests and logs tell the lanes apart by it)
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()  # QoS 1 publishes awaiting PUBACK, oldest first
         self._configure_auth()
 
@@ -112,7 +125,7 @@ class MqttLink:
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._settings.mqtt_session_expiry_s if self._persistent else 0
-            props.ReceiveMaximum = RECEIVE_MAXIMUM
+            props.ReceiveMaximum = self._receive_maximum
             kwargs = {"clean_start": not self._persistent, "properties": props}
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=30, **kwargs)
         self._client.loop_start()
@@ -142,6 +155,20 @@ class MqttLink:
         while pending and _settled(pending[0]):
             pending.popleft()
         return len(pending)
+
+    def settle(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the broker has acknowledged every QoS 1 publication made so far (paho sends them
+        in order and the broker answers in order, so the newest one settling settles the rest).
+        False after `timeout_s` (the connection is down: they wait in paho's queue). Called from the
+        thread that publishes."""
+        if not self.backlog():
+            return True
+        newest = self._pending[-1]
+        try:
+            newest.wait_for_publish(timeout=timeout_s)
+            return bool(newest.is_published())
+        except (RuntimeError, ValueError):  # paho gave up on it: nothing left to wait for
+            return True
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Waits while PUBLISH_WINDOW QoS 1 messages await the broker's PUBACK: back-pressure on
@@ -179,21 +206,100 @@ class MqttLink:
         self._generation += 1
         self._on_connection(True)
         log.info("connected to broker (session present: %s)", flags.session_present)
-        client.subscribe(self._subscriptions())
+        with self._suback_ready:
+            filters, forget = self._filters, sorted(self._forget - {f for f, _ in self._filters})
+        if not filters:
+            self.subscribed.set()  # a slow lane with no device in it yet
+        self._subscribe(filters)
+        if forget:
+            client.unsubscribe(forget)
 
-    def _subscriptions(self) -> list[tuple[str, Any]]:
-        """Over MQTT 5, No Local keeps our own acks and out/ events from coming back to us
+    def _subscribe(self, filters: Filters) -> list[int]:
+        """SUBSCRIBE in packets of SUBSCRIBE_CHUNK filters; their packet ids (none when not connected).
+        Over MQTT 5, No Local keeps our own acks and out/ events from coming back to this session
         (not allowed on shared subscriptions, where the decoder skips them instead)."""
-        if not self._v5:
-            return list(self._filters)
-        return [(f, SubscribeOptions(qos=q, noLocal=not f.startswith("$share/"))) for f, q in self._filters]
+        mids: list[int] = []
+        for i in range(0, len(filters), SUBSCRIBE_CHUNK):
+            chunk = filters[i : i + SUBSCRIBE_CHUNK]
+            if self._v5:
+                opts: list[tuple[str, Any]] = [
+                    (f, SubscribeOptions(qos=q, noLocal=not f.startswith("$share/"))) for f, q in chunk
+                ]
+            else:
+                opts = list(chunk)
+            rc, mid = self._client.subscribe(opts)
+            if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                return []
+            mids.append(mid)
+        return mids
 
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
+    @property
+    def filters(self) -> Filters:
+        """What this session subscribes to now (and again at every reconnect)."""
+        with self._suback_ready:
+            return self._filters
+
+    def add_filters(self, filters: Filters) -> bool:
+        """Subscribe to `filters` as well, and wait until the broker has confirmed: False when it has
+        not (not connected, refused, no answer within SUBACK_TIMEOUT_S). A reconnect subscribes them too."""
+        with self._suback_ready:
+            have = {f for f, _ in self._filters}
+            new = tuple((f, q) for f, q in filters if f not in have)
+            self._filters += new
+        if not new:
+            return True
+        if not self._client.is_connected():
+            return False
+        mids = self._subscribe(new)
+        if not mids:
+            return False
+        with self._suback_ready:
+            done = self._suback_ready.wait_for(lambda: all(m in self._subacks for m in mids), SUBACK_TIMEOUT_S)
+            return done and all(self._subacks.pop(m) for m in mids)
+
+    def set_filters(self, filters: Filters, forget: Filters = ()) -> None:
+        """Subscribe to exactly `filters` from now on: what is new is subscribed (without waiting, see
+        `add_filters`), what is gone unsubscribed. `forget`: filters an earlier process may have left
+        in the persistent session, unsubscribed at every connect unless wanted."""
+        with self._suback_ready:
+            wanted = {f for f, _ in filters}
+            have = {f for f, _ in self._filters}
+            new = tuple((f, q) for f, q in filters if f not in have)
+            gone = sorted(have - wanted)
+            self._filters = tuple(filters)
+            self._forget = (self._forget | set(gone) | {f for f, _ in forget}) - wanted
+        if self._client.is_connected():
+            if new:
+                self._subscribe(new)
+            if gone:
+                self._client.unsubscribe(gone)
+
+    def drop(self, filters: Filters) -> bool:
+        """Unsubscribe from `filters` (those not wanted now) that a session left by an earlier process
+        may still hold; True when sent, else they are dropped at the next connect."""
+        with self._suback_ready:
+            stale = sorted({f for f, _ in filters} - {f for f, _ in self._filters})
+            self._forget |= set(stale)
+        if not stale:
+            return True
+        if not self._client.is_connected():
+            return False
+        rc, _mid = self._client.unsubscribe(stale)
+        return bool(rc == mqtt.MQTT_ERR_SUCCESS)
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
+        with self._suback_ready:
+            self._subacks[mid] = not failed
+            if len(self._subacks) > 1000:  # answers nobody waits for (connect-time subscriptions)
+                self._subacks.clear()
+            self._suback_ready.notify_all()
         if failed:
-            log.error("broker refused subscriptions %s: %s", self._filters, failed)
+            log.error("broker refused %d of the subscriptions: %s", len(failed), failed[:3])
             return
-        log.info("subscribed to %s", ", ".join(f for f, _ in self._filters))
+        filters = [f for f, _ in self._filters]
+        shown = ", ".join(filters[:3]) + (f" and {len(filters) - 3} more" if len(filters) > 3 else "")
+        log.info("subscribed to %s (lane %d)", shown, self._lane)
         self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
@@ -203,6 +309,7 @@ class MqttLink:
             log.warning("lost the broker connection (%s); paho reconnects with backoff", rc)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.received += 1
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -217,6 +324,7 @@ class MqttLink:
                     retain=bool(msg.retain),
                     received_at=self._clock.now(),
                     generation=self._generation,
+                    lane=self._lane,
                 )
             )
         except Exception:  # never let a handler error kill paho's network thread

@@ -6,10 +6,12 @@ events and then acks it to the broker, in commit order, while the worker commits
 Answers go out before the ack: a crash between them means a redelivery and the same answer again
 (rebuilt from the stored effect), never a tap left unanswered (gateway/answering.py).
 
-A device flooding the gateway delays only itself: the inbox is served round-robin by device with
-at most `batch_max_per_device` of one device in a batch (`FairInbox`), its rejections cost one
-budget-row update per batch once over budget (storage/quarantine.py), and the red answers to
-refused input go out after everything else that is committed.
+A device flooding the gateway delays only itself: its backlog queues at the broker in a session of
+its own (the slow lane, gateway/lanes.py, when `FloodWatch` sees it over `flood_msgs_per_s`), the
+inbox is served round-robin by device with at most `batch_max_per_device` of one device in a batch
+(`FairInbox`), its rejections cost one budget-row update per batch once over budget
+(storage/quarantine.py), and the red answers to refused input go out after everything else that is
+committed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from core.broker_access import slow_lane_username
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.contract import SUBSCRIPTIONS, RejectReason
@@ -32,7 +35,9 @@ from gateway.answering import Answerer, Committed, RefusalCap
 from gateway.batching import FairInbox
 from gateway.decode import decode
 from gateway.effects import Effects
+from gateway.flood_watch import FloodWatch
 from gateway.handlers import HANDLERS, Context, Handler, apply_batch
+from gateway.lanes import SLOW, LaneLink
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
 from gateway.mqtt_link import MqttLink
@@ -43,6 +48,7 @@ log = logging.getLogger(__name__)
 DIRECTORY_MAX_AGE_S = 30.0
 DIRECTORY_MIN_RELOAD_S = 2.0
 BUSY_BATCH = 100
+SLOW_LANE_RECEIVE_MAXIMUM = 2_000  # a few full batches of one device: the rest of its flood waits at the broker
 
 
 class Gateway:
@@ -60,6 +66,9 @@ class Gateway:
         self._sessions = session_factory(engine)
         self._handlers = dict(HANDLERS if handlers is None else handlers)
         self._inbox: FairInbox[Received] = FairInbox(source_of, sheddable=lambda m: m.qos == 0)
+        self._flood = FloodWatch(settings.flood_msgs_per_s, settings.flood_hold_s, self._clock.monotonic)
+        self._slowed: frozenset[str] = frozenset()  # devices the link has put in its slow lane
+        self._reroute = False  # the directory changed while devices were in the slow lane
         filters = SUBSCRIPTIONS
         if settings.mqtt_shared_group:
             filters = tuple((f"$share/{settings.mqtt_shared_group}/{f}", q) for f, q in filters)
@@ -73,7 +82,8 @@ class Gateway:
         self.shed = 0  # QoS 0 messages refused because the inbox was full
 
     def _receive(self, msg: Received) -> None:
-        """On the network thread: queue the message, or count it when the inbox sheds it."""
+        """On the network threads: queue the message, or count it when the inbox sheds it."""
+        self._flood.seen(source_of(msg))
         if not self._inbox.put(msg):
             metrics.SHED.inc()
             self.shed += 1
@@ -84,7 +94,49 @@ class Gateway:
         def report(up: bool) -> None:
             metrics.BROKER_CONNECTED.set(1 if up else 0)
 
-        return MqttLink(self._settings, sink, filters, on_connection=report, clock=self._clock)
+        s = self._settings
+        main = MqttLink(s, sink, filters, on_connection=report, clock=self._clock)
+        if not s.slow_lane or s.mqtt_shared_group:  # a shared group spreads a flood over its gateways instead
+            return main
+        broker = s.broker
+        if broker.username:
+            broker = broker.model_copy(update={"username": slow_lane_username(broker.username)})
+        slow = MqttLink(
+            s,
+            sink,
+            (),
+            client_id=f"{s.mqtt_client_id}-slow",
+            clock=self._clock,
+            lane=SLOW,
+            receive_maximum=SLOW_LANE_RECEIVE_MAXIMUM,
+            broker=broker,
+        )
+        return LaneLink(main, slow, self._device_sources)
+
+    def _device_sources(self) -> list[str]:
+        """The directory's devices as the inbox names them (`site/device`)."""
+        return [f"{site}/{code}" for site, code in self._directory.devices]
+
+    def _steer(self) -> None:
+        """Between batches: move devices that started or stopped flooding between the link's lanes."""
+        link = self.link
+        if not isinstance(link, LaneLink):
+            return
+        link.tidy()
+        flooding = self._flood.flooding()
+        if (flooding == self._slowed and not self._reroute) or link.slow_unavailable:
+            return
+        if not link.route(flooding):
+            return  # not confirmed by the broker: tried again after the next batch
+        self._reroute = False
+        for source in sorted(flooding - self._slowed):
+            log.warning("device %s floods the gateway: its messages now queue apart (slow lane)", source)
+        for source in sorted(self._slowed - flooding):
+            log.info("device %s is quiet again: back in the main lane", source)
+        metrics.LANE_MOVES.labels(to="slow").inc(len(flooding - self._slowed))
+        metrics.LANE_MOVES.labels(to="main").inc(len(self._slowed - flooding))
+        metrics.SLOW_LANE_DEVICES.set(len(flooding))
+        self._slowed = flooding
 
     def start(self) -> None:
         self._reload_directory()
@@ -114,6 +166,7 @@ class Gateway:
             if committed is not None:
                 self._answerer.deliver(committed)
             done += len(batch)
+            self._steer()
         return done
 
     def publish_events(self, events: Sequence[Outbound]) -> None:
@@ -125,6 +178,7 @@ class Gateway:
         with self._sessions() as session:
             self._directory = load_directory(session)
         self._directory_at = self._clock.monotonic()
+        self._reroute = bool(self._slowed)  # new devices need their own filters in the main lane
         log.info("directory loaded: %d devices, %d tags", len(self._directory.devices), len(self._directory.tags))
 
     def _reload_if_stale(self) -> None:
@@ -161,6 +215,7 @@ class Gateway:
                     committed = self._process(batch)
                     if committed is not None:  # the answer thread publishes and acks, in commit order
                         self._answerer.put(committed)
+                self._steer()
                 self._reload_if_stale()
             except Exception:  # a bug must not end the worker: its batch stays unacked, redelivered
                 log.exception("gateway worker failed on a batch of %d messages; going on", len(batch))

@@ -17,7 +17,7 @@ from gateway.pipeline import Gateway
 from storage.sitefile.schema import SiteFile
 from tests.support.accounts import demo_accounts
 from tests.support.mosquitto import MosquittoBroker, credentialed_url, free_port
-from tests.support.mqtt import SitePeers, end_session, wait_until
+from tests.support.mqtt import SitePeers, end_gateway_sessions, wait_until
 
 __all__ = ["SecuredBroker", "ShippedMosquitto", "demo_accounts"]
 
@@ -35,13 +35,13 @@ def gateway_settings(broker: MosquittoBroker, db_url: str, username: str = GATEW
 @pytest.fixture
 def gateway(mosquitto: MosquittoBroker, engine: Engine, db_url: str) -> Iterator[Gateway]:
     """The gateway under test, logged in as `patrol-gateway` with a fresh broker session (see `end_session`)."""
-    end_session(mosquitto, GATEWAY_ACCOUNT)
+    end_gateway_sessions(mosquitto, GATEWAY_ACCOUNT)
     gw = Gateway(gateway_settings(mosquitto, db_url), engine)
     gw.start()
     wait_until(gw.link.subscribed.is_set, what="gateway subscription")
     yield gw
     gw.stop()
-    end_session(mosquitto, GATEWAY_ACCOUNT)
+    end_gateway_sessions(mosquitto, GATEWAY_ACCOUNT)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from app.cli import build_parser
 from core.broker_access import GATEWAY_ACCOUNT, device_username, parse_acl
 from core.config import Settings
 from core.contract import MAX_PAYLOAD_BYTES, ack_topic, status_topic, tap_topic
-from gateway.mqtt_link import MqttLink
+from gateway.lanes import LaneLink
 from gateway.pipeline import Gateway
 from storage.db import session_factory
 from storage.models import InboundMessage, QuarantinedMessage
@@ -119,7 +119,7 @@ def test_taking_over_the_gateways_client_id_needs_its_credentials(
 ) -> None:
     """Issue 6 item 12: connecting as client id `patrol-gateway` without the gateway's password fails and the
     real gateway keeps its connection (its session, and the taps queued in it, are not lost)."""
-    link = cast(MqttLink, secured_gateway.link)
+    link = cast(LaneLink, secured_gateway.link).main
     connections = link._generation  # counts the gateway's (re)connections: a takeover would add one
     with pytest.raises(BrokerRefused):
         Peer(f"mqtt://127.0.0.1:{secured_broker.port}", client_id=GATEWAY_ACCOUNT)
@@ -168,7 +168,11 @@ def test_provision_command_covers_every_device_and_prints_no_secret(
     assert args.func(settings, args) == 0
     files = BrokerFiles(out)
     passwords = files.read_credentials()
-    expected = {device_username(SITE, d.code) for d in demo_site.devices} | {GATEWAY_ACCOUNT, "patrol-live"}
+    expected = {device_username(SITE, d.code) for d in demo_site.devices} | {
+        GATEWAY_ACCOUNT,
+        "patrol-gateway-slow",
+        "patrol-live",
+    }
     assert set(passwords) == expected
     assert set(parse_acl(files.acl.read_text())) == expected
     assert stat.S_IMODE(files.credentials.stat().st_mode) == 0o600

@@ -27,7 +27,7 @@ from storage.models import InboundMessage, SignIn
 from storage.sitefile.schema import SiteFile
 from tests.support.accounts import OBSERVER
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.mqtt import end_session, wait_quiet, wait_until
+from tests.support.mqtt import end_gateway_sessions, wait_quiet, wait_until
 
 pytestmark = pytest.mark.integration
 TAPS = 20_000
@@ -127,7 +127,7 @@ def test_sigkill_storm_stores_every_tap_once_and_answers_every_tap(
 ) -> None:
     uids = [loc.tag for loc in demo_site.locations if loc.tag]
     log = tmp_path / "gateway.log"
-    end_session(mosquitto, GATEWAY_ACCOUNT)  # the first start begins a session; each restart resumes it
+    end_gateway_sessions(mosquitto, GATEWAY_ACCOUNT)  # the first start begins a session; each restart resumes it
     answers = AnswerLog(mosquitto)
     gw = _start_gateway(mosquitto, db_url, log)
     try:
@@ -154,7 +154,7 @@ def test_sigkill_storm_stores_every_tap_once_and_answers_every_tap(
         if gw.poll() is None:
             gw.kill()
             gw.wait(10)
-        end_session(mosquitto, GATEWAY_ACCOUNT)  # what was queued for it must not reach the next test's gateway
+        end_gateway_sessions(mosquitto, GATEWAY_ACCOUNT)  # nothing queued for it reaches the next test
     rows, distinct = _counts(engine)
     assert (rows, distinct) == (TAPS, TAPS)
     with session_factory(engine)() as s:

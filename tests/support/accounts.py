@@ -1,7 +1,8 @@
 """The accounts the test brokers admit, and which of them may publish on a topic.
 
 `demo_accounts` is what `patrol device provision` makes for the demo site, plus a second gateway (each
-gateway of a shared group needs its own account, docs/broker-access.md). `accounts_for_tests` adds two that
+gateway of a shared group needs its own account, docs/broker-access.md); each gateway comes with its
+slow-lane account (`patrol-gateway-slow`, same password once provisioned). `accounts_for_tests` adds two that
 exist only in tests: an observer with a gateway's rights (it reads the answers and out/ events a test
 checks, and stands in for the gateway when a test publishes under out/), and an unrestricted account
 that stands for a broker without these ACLs (a site's own broker): the gateway's own checks of topics
@@ -23,6 +24,7 @@ from core.broker_access import (
     gateway_account,
     live_account,
     may_publish,
+    slow_lane_account,
 )
 from core.contract import is_own_output, parse_topic
 from storage.sitefile.schema import SiteFile
@@ -36,8 +38,12 @@ __all__ = ["GATEWAY_ACCOUNT", "LIVE_ACCOUNT", "OBSERVER", "SECOND_GATEWAY", "SIT
 
 
 def demo_accounts(site: SiteFile) -> list[Account]:
-    """What `patrol device provision` makes for the demo site, plus a second gateway (shared-group style)."""
-    services = [gateway_account(), gateway_account(SECOND_GATEWAY), live_account()]
+    """What `patrol device provision` makes for the demo site, plus a second gateway (shared-group style); like
+    `accounts_for`, each gateway is followed by its slow lane, which `provision` gives the gateway's password."""
+    gateways = [
+        a for name in (GATEWAY_ACCOUNT, SECOND_GATEWAY) for a in (gateway_account(name), slow_lane_account(name))
+    ]
+    services = [*gateways, live_account()]
     return services + [device_account(site.site.code, d.code, d.kind) for d in site.devices]
 
 

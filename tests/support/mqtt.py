@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.broker_access import Rule
+from core.broker_access import Rule, slow_lane_username
 from core.config import BrokerAddress
 from tests.support.accounts import OBSERVER, UNRESTRICTED, publisher_of
 
@@ -168,6 +168,13 @@ def end_session(broker: AccountsBroker, username: str) -> None:
     (7 days, subscribed to patrol/v1/#) would carry what one test published after its gateway stopped
     into the next test's gateway and database; before, each test's gateway had a client id of its own."""
     Peer(broker.url_for(username), client_id=username).close()
+
+
+def end_gateway_sessions(broker: AccountsBroker, username: str) -> None:
+    """`end_session` for a gateway's two sessions: its own and its slow lane's (gateway/lanes.py), which
+    may hold a flooding device's backlog and filters."""
+    end_session(broker, username)
+    end_session(broker, slow_lane_username(username))
 
 
 class SitePeers:

@@ -3,6 +3,7 @@ provisioning that keeps, rotates and removes passwords."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import stat
 import subprocess
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from app.broker_accounts import BrokerFiles, accounts_for, provision
+from app.broker_accounts import BrokerFiles, accounts_for, previous_services, provision
 from core.broker_access import (
+    ALL_TOPICS,
     GATEWAY_ACCOUNT,
     LIVE_ACCOUNT,
+    MAX_GATEWAY_NAME,
+    Account,
     Rule,
     client_id_allowed,
     device_account,
@@ -25,12 +29,16 @@ from core.broker_access import (
     may_subscribe,
     parse_acl,
     render_acl,
+    slow_lane_account,
+    slow_lane_username,
     topic_matches,
 )
 from core.directory import DeviceEntry, Directory
 from core.mqtt_passwords import hash_password, parse_credentials, parse_password_file, verify_password
 
 READER = device_account("liyuan", "rdr-h01", "handheld_reader")
+SLOW = f"{GATEWAY_ACCOUNT}-slow"
+GATEWAY_2 = "patrol-gateway-2"
 SENSOR = device_account("liyuan", "gas-b3", "gas")
 
 
@@ -167,7 +175,7 @@ def _directory(*codes: str) -> Directory:
 def test_provision_keeps_passwords_rotates_on_request_and_drops_removed_devices(tmp_path: Path) -> None:
     files = BrokerFiles(tmp_path / "broker")
     first = provision(files, accounts_for(_directory("r1", "r2")))
-    assert set(first.created) == {GATEWAY_ACCOUNT, LIVE_ACCOUNT, "liyuan.r1", "liyuan.r2"}
+    assert set(first.created) == {GATEWAY_ACCOUNT, SLOW, LIVE_ACCOUNT, "liyuan.r1", "liyuan.r2"}
     assert stat.S_IMODE(files.credentials.stat().st_mode) == 0o600
     assert parse_credentials(files.credentials.read_text()) == first.passwords
     hashes = parse_password_file(files.passwd.read_text())
@@ -190,3 +198,89 @@ def test_service_account_names_are_checked() -> None:
         accounts_for(_directory(), gateways=("gw.1",))
     with pytest.raises(ValueError, match="distinct"):
         accounts_for(_directory(), gateways=("gw", "gw"))
+
+
+def test_each_gateway_has_a_slow_lane_account_with_its_rules_and_its_password(tmp_path: Path) -> None:
+    """docs/broker-access.md, slow lane: every gateway G has `G-slow`, right after it, with G's password and only
+    the right to read (the slow-lane session subscribes and acks; it publishes nothing)."""
+    accounts = accounts_for(_directory("r1"), gateways=(GATEWAY_ACCOUNT, GATEWAY_2))
+    assert [a.username for a in accounts[:5]] == [GATEWAY_ACCOUNT, SLOW, GATEWAY_2, f"{GATEWAY_2}-slow", LIVE_ACCOUNT]
+    for gateway, slow in (accounts[0:2], accounts[2:4]):
+        assert slow == slow_lane_account(gateway.username)
+        assert (slow.role, slow.rules, slow.shares_password_with) == (
+            "gateway",
+            (Rule("read", ALL_TOPICS),),
+            gateway.username,
+        )
+
+    files = BrokerFiles(tmp_path / "broker")
+    done = provision(files, accounts)
+    assert {SLOW, f"{GATEWAY_2}-slow"} <= set(done.created)
+    assert done.passwords[SLOW] == done.passwords[GATEWAY_ACCOUNT] != done.passwords[GATEWAY_2]
+    assert done.passwords[f"{GATEWAY_2}-slow"] == done.passwords[GATEWAY_2]
+    assert verify_password(done.passwords[GATEWAY_ACCOUNT], parse_password_file(files.passwd.read_text())[SLOW])
+    assert parse_acl(files.acl.read_text())[SLOW] == slow_lane_account().rules
+
+
+def test_the_slow_lane_keeps_its_gateways_password_through_reruns_and_rotations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/broker-access.md, slow lane: same password as its gateway after every run; rotating the gateway rotates
+    both, and `rotated` lists only accounts whose password changed."""
+    files = BrokerFiles(tmp_path / "broker")
+    accounts = accounts_for(_directory("r1"))
+    first = provision(files, accounts)
+
+    again = provision(files, accounts)
+    assert again.passwords == first.passwords and again.created == again.rotated == ()
+
+    gateway = provision(files, accounts, rotate={GATEWAY_ACCOUNT})
+    assert gateway.rotated == (GATEWAY_ACCOUNT, SLOW)
+    assert gateway.passwords[SLOW] == gateway.passwords[GATEWAY_ACCOUNT] != first.passwords[GATEWAY_ACCOUNT]
+
+    with caplog.at_level(logging.WARNING, logger="app.broker_accounts"):
+        slow_only = provision(files, accounts, rotate={SLOW})
+    assert slow_only.rotated == () and slow_only.passwords == gateway.passwords, "nothing changed, none reported"
+    assert f"rotate {GATEWAY_ACCOUNT} to renew both" in caplog.text
+
+    everything = provision(files, accounts, rotate=True)
+    assert everything.passwords[SLOW] == everything.passwords[GATEWAY_ACCOUNT] != gateway.passwords[GATEWAY_ACCOUNT]
+    assert set(everything.rotated) == set(everything.passwords)
+
+
+def test_a_slow_lane_found_in_the_acl_is_not_taken_for_a_gateway_of_its_own(tmp_path: Path) -> None:
+    """docs/broker-access.md, slow lane: re-runs keep `G` and `G-slow` and never grow `G-slow-slow`; dropping
+    G (`--remove G`) drops its slow lane with it."""
+    files = BrokerFiles(tmp_path / "broker")
+    provision(files, accounts_for(_directory("r1"), gateways=(GATEWAY_ACCOUNT, GATEWAY_2)))
+    for _ in range(2):
+        gateways, live = previous_services(files)
+        assert (gateways, live) == ([GATEWAY_ACCOUNT, GATEWAY_2], [LIVE_ACCOUNT])
+        provision(files, accounts_for(_directory("r1"), gateways=gateways, live=live))
+    assert not any(name.endswith("-slow-slow") for name in files.read_credentials())
+
+    kept = [g for g in previous_services(files)[0] if g != GATEWAY_2]  # what provision_from_database does
+    dropped = provision(files, accounts_for(_directory("r1"), gateways=kept))
+    assert dropped.removed == (GATEWAY_2, f"{GATEWAY_2}-slow")
+
+
+def test_a_gateway_name_with_no_room_for_its_slow_lane_is_refused() -> None:
+    """docs/broker-access.md, slow lane: service names have at most 64 characters, so a gateway's at most 59."""
+    longest = "g" * MAX_GATEWAY_NAME
+    assert MAX_GATEWAY_NAME == 59 and len(slow_lane_username(longest)) == 64
+    with pytest.raises(ValueError, match="has 60 characters: use at most 59"):
+        slow_lane_username("g" * 60)
+    with pytest.raises(ValueError, match="use at most 59"):
+        accounts_for(_directory(), gateways=("g" * 60,))
+    with pytest.raises(ValueError, match="service account name"):
+        slow_lane_account("gw.1")
+    with pytest.raises(ValueError, match="slow-lane account G-slow: do not name that as a gateway"):
+        accounts_for(_directory(), gateways=(GATEWAY_ACCOUNT, SLOW))
+
+
+def test_a_shared_password_must_be_provisioned_before_the_account_that_shares_it(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="list the account that owns the password first"):
+        provision(BrokerFiles(tmp_path), [slow_lane_account(), gateway_account()])
+    orphan = Account("x", "gateway", (), shares_password_with="nobody")
+    with pytest.raises(ValueError, match="shares the password of nobody"):
+        provision(BrokerFiles(tmp_path), [orphan])

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from core.config import Settings
+from gateway.lanes import MAIN, SLOW, LaneLink
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
 
@@ -31,3 +32,18 @@ def test_a_shared_group_name_must_be_a_single_topic_level() -> None:
         Settings(_env_file=None, mqtt_shared_group="a/b")  # type: ignore[call-arg]
     with pytest.raises(ValueError):
         Settings(_env_file=None, mqtt_shared_group="g+")  # type: ignore[call-arg]
+
+
+def test_a_message_is_acked_on_the_session_that_delivered_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 6 item 3: a flooding device's messages come from the slow-lane session; a PUBACK on the main
+    session would name another message there (packet ids are per session)."""
+    settings = Settings(_env_file=None, mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
+    main = MqttLink(settings, lambda _m: None, (("t/#", 1),))
+    slow = MqttLink(settings, lambda _m: None, (), client_id="patrol-gateway-slow", lane=SLOW)
+    lanes = LaneLink(main, slow, lambda: [])
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(main._client, "ack", lambda mid, qos: sent.append(("main", mid)))
+    monkeypatch.setattr(slow._client, "ack", lambda mid, qos: sent.append(("slow", mid)))
+    lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=MAIN))
+    lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=SLOW))
+    assert sent == [("main", 5), ("slow", 5)]

@@ -1,0 +1,132 @@
+"""The gateway's two broker sessions: the main lane for everyone, the slow lane for flooding devices.
+
+An MQTT session delivers in the order the broker received, so one flooding device's backlog at the
+broker delays every message behind it, whatever the gateway does with what it has received. The only
+place to put that backlog apart is another session. Normally the main session subscribes to the
+whole contract (`patrol/v1/#`) and the slow one to nothing. When `FloodWatch` names flooding devices,
+the slow session subscribes to their topics first (and the broker has confirmed), and only then does
+the main session trade its wildcard for one filter per other device: a device is never without a
+subscription, so nothing it sends is lost, only duplicated for a moment (the gateway handles a
+redelivery once). Moving back is the same in the other order.
+
+While some device is in the slow lane, the main session hears only the devices the directory knows:
+a device without a site-file entry (which a broker with per-device accounts refuses anyway) is not
+heard until the flood is over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from core.contract import PREFIX, SUBSCRIPTIONS
+from gateway.link import Filters
+from gateway.messages import Received
+from gateway.mqtt_link import MqttLink
+
+log = logging.getLogger(__name__)
+MAIN, SLOW = 0, 1  # Received.lane
+SETTLE_S = 30.0
+
+
+def device_filter(source: str) -> str:
+    """Every topic of one device (`site/device`, as `pipeline.source_of` names it), whatever its role."""
+    site, _, device = source.partition("/")
+    return f"{PREFIX}/{site}/+/{device}/#"
+
+
+def plan(devices: Iterable[str], slowed: frozenset[str]) -> tuple[Filters, Filters]:
+    """(main filters, slow filters) with `slowed` devices apart; `devices` are the directory's."""
+    if not slowed:
+        return SUBSCRIPTIONS, ()
+    qos = SUBSCRIPTIONS[0][1]
+    main = tuple((device_filter(d), qos) for d in sorted(set(devices) - slowed))
+    return main, tuple((device_filter(d), qos) for d in sorted(slowed))
+
+
+def everything(devices: Iterable[str]) -> Filters:
+    """Every filter either lane may have subscribed to for these devices: what a session left by an
+    earlier process may still hold, to drop when it is not wanted now."""
+    qos = SUBSCRIPTIONS[0][1]
+    return SUBSCRIPTIONS + tuple((device_filter(d), qos) for d in sorted(set(devices)))
+
+
+class LaneLink:
+    """The gateway's `Link` over two sessions. Publications go through the main session; a message
+    is acked on the session that delivered it (`Received.lane`)."""
+
+    def __init__(self, main: MqttLink, slow: MqttLink, devices: Callable[[], Iterable[str]]) -> None:
+        """`devices`: the directory's devices (`site/device`) now."""
+        self.main, self.slow = main, slow
+        self.subscribed = main.subscribed
+        self._devices = devices
+        self._route_lock = threading.Lock()
+        self._warned = False
+        self._stale: Filters = ()  # what the slow session may hold from an earlier process, until dropped
+
+    @property
+    def fatal_error(self) -> str | None:
+        """Only the main session's: without its slow lane the gateway still works, as before."""
+        return self.main.fatal_error
+
+    @property
+    def slow_unavailable(self) -> bool:
+        """The broker refused the slow lane's account (`<gateway>-slow`, docs/broker-access.md): a
+        flooding device then stays in the main lane, as it would without lanes."""
+        if self.slow.fatal_error and not self._warned:
+            self._warned = True
+            log.error("no slow lane, a flooding device will delay the others: %s", self.slow.fatal_error)
+        return self.slow.fatal_error is not None
+
+    def start(self) -> None:
+        """The main session drops what an earlier process left in it right after subscribing (in one
+        session the broker applies both in order). The slow one keeps it until `tidy`, once the main
+        session's subscription is confirmed: dropped earlier, a device's messages would match no
+        subscription for a moment, and the broker would discard them."""
+        self._stale = everything(self._devices())
+        self.main.set_filters(SUBSCRIPTIONS, forget=self._stale)
+        self.slow.start()
+        self.main.start()
+
+    def tidy(self) -> None:
+        """Drop the slow session's leftovers (see `start`) once the main session is subscribed."""
+        if self._stale and self.main.subscribed.is_set() and self.slow.drop(self._stale):
+            self._stale = ()
+
+    def stop(self) -> None:
+        self.main.stop()
+        self.slow.stop()
+
+    def ack(self, msg: Received) -> None:
+        """Answers go out before the ack (gateway/answering.py). On one session the order of the
+        packets keeps that promise; a slow-lane message is answered on the main session, so its ack
+        waits until the broker has the answers. If the main session is down for SETTLE_S, it is
+        acked anyway (the answers wait in paho's queue for the reconnect): the slow lane must not
+        stall on a window full of unacked messages."""
+        if msg.lane != SLOW:
+            self.main.ack(msg)
+            return
+        if not self.main.settle(SETTLE_S):
+            log.warning("answers not confirmed by the broker within %.0f s; acking slow-lane messages", SETTLE_S)
+        self.slow.ack(msg)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.main.publish(topic, payload, qos, retain)
+
+    def backlog(self) -> int:
+        return self.main.backlog()
+
+    def route(self, slowed: frozenset[str]) -> bool:
+        """Put `slowed` devices in the slow lane and the rest in the main one. Each session first
+        subscribes to what it gains (waiting for the broker), then drops what it loses; False (and
+        nothing dropped) when a subscription was not confirmed: the caller tries again later."""
+        with self._route_lock:
+            main, slow = plan(self._devices(), slowed)
+            if not main:
+                return False  # no other device known: keep the wildcard rather than hear nobody
+            if not (self.slow.add_filters(slow) and self.main.add_filters(main)):
+                return False
+            self.main.set_filters(main)
+            self.slow.set_filters(slow)
+            return True

@@ -1,0 +1,130 @@
+"""A flooding device's messages queue apart, in the gateway's slow-lane session, and none is lost on
+the way there, back, or across a restart (issue 6, item 3; gateway/lanes.py).
+
+Real Mosquitto with the shipped rules, real database (SQLite and PostgreSQL). The gateway runs on a
+`FakeClock`: its flood watch counts in one-second windows of that clock, so every message counts in
+one window until the test moves the clock, and the hold time passes when the test says so."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from core.broker_access import GATEWAY_ACCOUNT
+from core.clock import FakeClock
+from core.config import Settings
+from core.contract import SUBSCRIPTIONS, tap_topic
+from gateway.lanes import LaneLink, device_filter
+from gateway.pipeline import Gateway
+from storage.db import session_factory
+from storage.models import Device, InboundMessage
+from storage.sitefile.schema import SiteFile
+from tests.integration.conftest import gateway_settings
+from tests.support.mosquitto import MosquittoBroker
+from tests.support.mqtt import SitePeers, end_gateway_sessions, wait_until
+
+pytestmark = pytest.mark.integration
+SITE = "liyuan"
+FLOODER, OTHER = "rdr-h02", "rdr-h01"
+LIMIT = 50
+
+
+def _settings(mosquitto: MosquittoBroker, db_url: str, **overrides: object) -> Settings:
+    return gateway_settings(mosquitto, db_url).model_copy(
+        update={"flood_msgs_per_s": LIMIT, "flood_hold_s": 60, **overrides}
+    )
+
+
+def _start(settings: Settings, engine: Engine, clock: FakeClock) -> Gateway:
+    gw = Gateway(settings, engine, clock=clock)
+    gw.start()
+    wait_until(gw.link.subscribed.is_set, what="gateway subscription")
+    return gw
+
+
+def _lanes(gw: Gateway) -> LaneLink:
+    assert isinstance(gw.link, LaneLink), "the gateway runs two sessions unless told not to"
+    return gw.link
+
+
+def _stored(engine: Engine, device: str) -> int:
+    with session_factory(engine)() as s:
+        stmt = select(func.count(func.distinct(InboundMessage.msg_id))).join(Device).where(Device.code == device)
+        return int(s.scalar(stmt) or 0)
+
+
+def _flood(peer: SitePeers, tag: str, count: int, prefix: str) -> None:
+    """`count` valid taps from the flooding reader as fast as its client sends them (QoS 1, distinct ids)."""
+    topic = tap_topic(SITE, FLOODER)
+    client = peer.sender(topic).client
+    now = datetime.now(UTC).isoformat()
+    infos = [
+        client.publish(topic, json.dumps({"id": f"{prefix}{i:05d}", "ts": now, "uid": tag}), qos=1)
+        for i in range(count)
+    ]
+    infos[-1].wait_for_publish(30)
+
+
+def _tag(site: SiteFile) -> str:
+    return next(loc.tag for loc in site.locations if loc.code == "B1-F01-LOBBY" and loc.tag)
+
+
+@pytest.fixture
+def sessions(mosquitto: MosquittoBroker) -> Iterator[None]:
+    end_gateway_sessions(mosquitto, GATEWAY_ACCOUNT)
+    yield
+    end_gateway_sessions(mosquitto, GATEWAY_ACCOUNT)
+
+
+def test_a_flooding_reader_queues_apart_loses_nothing_and_comes_back_after_the_hold_time(
+    mosquitto: MosquittoBroker, engine: Engine, db_url: str, peer: SitePeers, demo_site: SiteFile, sessions: None
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    gw = _start(_settings(mosquitto, db_url), engine, clock)
+    lanes = _lanes(gw)
+    try:
+        _flood(peer, _tag(demo_site), 2000, "fld")
+        wait_until(lambda: lanes.slow.received > 0, what="the flood reaching the slow lane")
+        assert lanes.slow.filters == ((device_filter(f"{SITE}/{FLOODER}"), 1),)
+        main = {f for f, _ in lanes.main.filters}
+        assert device_filter(f"{SITE}/{OTHER}") in main and device_filter(f"{SITE}/{FLOODER}") not in main
+        assert SUBSCRIPTIONS[0][0] not in main, "the wildcard would still bring the flood to the main session"
+
+        peer.publish(tap_topic(SITE, OTHER), {"id": "other-1", "ts": datetime.now(UTC).isoformat(), "uid": "04A1"})
+        peer.take(1, topic_suffix=f"/{OTHER}/ack")  # another reader is still answered
+        wait_until(lambda: _stored(engine, FLOODER) == 2000, timeout=60, what="every flood tap stored")
+
+        clock.advance(61)  # quiet for the hold time: back in the main lane, on the wildcard again
+        wait_until(lambda: lanes.main.filters == SUBSCRIPTIONS and lanes.slow.filters == (), what="lanes restored")
+        before = lanes.main.received
+        _flood(peer, _tag(demo_site), 1, "after")
+        wait_until(lambda: _stored(engine, FLOODER) == 2001, what="a tap after the flood")
+        assert lanes.main.received > before
+    finally:
+        gw.stop()
+
+
+def test_a_restart_while_a_device_is_in_the_slow_lane_loses_none_of_its_backlog(
+    mosquitto: MosquittoBroker, engine: Engine, db_url: str, peer: SitePeers, demo_site: SiteFile, sessions: None
+) -> None:
+    """The new process drops the old slow-lane filter (it does not know that device floods) but the
+    broker still delivers what it had queued in that session: every tap is stored once."""
+    settings = _settings(mosquitto, db_url, batch_max_size=20)  # small commits: a backlog is left at the stop
+    clock = FakeClock(datetime.now(UTC))
+    gw = _start(settings, engine, clock)
+    try:
+        _flood(peer, _tag(demo_site), 3000, "rst")
+        wait_until(lambda: _lanes(gw).slow.received > 0, what="the flood reaching the slow lane")
+    finally:
+        gw.stop()
+    left = 3000 - _stored(engine, FLOODER)
+    assert left > 0, "the first gateway handled the whole flood: nothing was left to test the restart with"
+    gw = _start(settings, engine, FakeClock(datetime.now(UTC)))
+    try:
+        wait_until(lambda: _stored(engine, FLOODER) == 3000, timeout=60, what=f"the {left} taps left at the stop")
+    finally:
+        gw.stop()
