@@ -12,11 +12,11 @@ flood, quarantine growth bounded, gateway RSS < 300 MB.
 One run per database and `--lanes` setting (by default the slow lane on, then off: the baseline of
 the same run, the gateway in one session as before), against a private Mosquitto and the real
 gateway (`python -m app.cli gateway`, a subprocess): other readers' taps at `--rate`/s for
-`--idle-seconds` (the idle figure), then the same taps while the flooder publishes `--flood` bad taps (QoS 1, distinct ids, so nothing
-folds: the worst case for storage) on its own reader's topic, until every flood message has been
-handled: kept or counted (at least `--min-flood-seconds`). The flooder is answered red at most
-`refused_answers_per_reader_s` times a second; the rest of its answers are counted, not sent.
-Latency is publish → the reader's answer.
+`--idle-seconds` (the idle figure), then the same taps while the flooder publishes `--flood` bad
+taps (QoS 1, distinct ids, so nothing folds: the worst case for storage) on its own reader's topic,
+until every flood message has been handled: kept or counted (at least `--min-flood-seconds`).
+The flooder is answered red at most `refused_answers_per_reader_s` times a second; the rest of its
+answers are counted, not sent. Latency is publish → the reader's answer.
 
 Run from the repository root:  .venv/bin/python bench/flood.py [--flood N] [--rate R] ...
 Figures, not a verdict: exit 0 when the runs completed, 1 when something broke.
