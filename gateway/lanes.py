@@ -21,13 +21,16 @@ import threading
 from collections.abc import Callable, Iterable
 
 from core.contract import PREFIX, SUBSCRIPTIONS
+from gateway import metrics
 from gateway.link import Filters
 from gateway.messages import Received
+from gateway.mqtt_link import SUBACK_TIMEOUT_S as SUBACK_WAIT_S
 from gateway.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 MAIN, SLOW = 0, 1  # Received.lane
 SETTLE_S = 30.0
+RETRY_S = 1.0  # a move the broker did not confirm is tried again this often
 
 
 def device_filter(source: str) -> str:
@@ -54,16 +57,21 @@ def everything(devices: Iterable[str]) -> Filters:
 
 class LaneLink:
     """The gateway's `Link` over two sessions. Publications go through the main session; a message
-    is acked on the session that delivered it (`Received.lane`)."""
+    is acked on the session that delivered it (`Received.lane`). `want` names the devices that
+    should be in the slow lane; the lanes thread moves them."""
 
     def __init__(self, main: MqttLink, slow: MqttLink, devices: Callable[[], Iterable[str]]) -> None:
         """`devices`: the directory's devices (`site/device`) now."""
         self.main, self.slow = main, slow
         self.subscribed = main.subscribed
         self._devices = devices
-        self._route_lock = threading.Lock()
-        self._warned = False
         self._stale: Filters = ()  # what the slow session may hold from an earlier process, until dropped
+        self._wanted: frozenset[str] = frozenset()
+        self._slowed: frozenset[str] = frozenset()  # as the broker has it now
+        self._reroute = False
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="gateway-lanes", daemon=True)
 
     @property
     def fatal_error(self) -> str | None:
@@ -71,32 +79,42 @@ class LaneLink:
         return self.main.fatal_error
 
     @property
-    def slow_unavailable(self) -> bool:
-        """The broker refused the slow lane's account (`<gateway>-slow`, docs/broker-access.md): a
-        flooding device then stays in the main lane, as it would without lanes."""
-        if self.slow.fatal_error and not self._warned:
-            self._warned = True
-            log.error("no slow lane, a flooding device will delay the others: %s", self.slow.fatal_error)
-        return self.slow.fatal_error is not None
+    def slowed(self) -> frozenset[str]:
+        """The devices in the slow lane now."""
+        return self._slowed
 
     def start(self) -> None:
         """The main session drops what an earlier process left in it right after subscribing (in one
-        session the broker applies both in order). The slow one keeps it until `tidy`, once the main
+        session the broker applies both in order). The slow one keeps it until `_tidy`, once the main
         session's subscription is confirmed: dropped earlier, a device's messages would match no
         subscription for a moment, and the broker would discard them."""
         self._stale = everything(self._devices())
         self.main.set_filters(SUBSCRIPTIONS, forget=self._stale)
         self.slow.start()
         self.main.start()
-
-    def tidy(self) -> None:
-        """Drop the slow session's leftovers (see `start`) once the main session is subscribed."""
-        if self._stale and self.main.subscribed.is_set() and self.slow.drop(self._stale):
-            self._stale = ()
+        self._thread.start()
 
     def stop(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(SUBACK_WAIT_S + 1)
         self.main.stop()
         self.slow.stop()
+
+    def want(self, slowed: frozenset[str]) -> None:
+        """The devices that should be in the slow lane (from `FloodWatch`); does not wait."""
+        with self._changed:
+            if slowed != self._wanted:
+                self._wanted = slowed
+                self._changed.notify_all()
+
+    def reroute(self) -> None:
+        """The directory changed: devices it added need their own filter while others are apart."""
+        with self._changed:
+            self._reroute = bool(self._slowed)
+            self._changed.notify_all()
 
     def ack(self, msg: Received) -> None:
         """Answers go out before the ack (gateway/answering.py). On one session the order of the
@@ -117,16 +135,62 @@ class LaneLink:
     def backlog(self) -> int:
         return self.main.backlog()
 
-    def route(self, slowed: frozenset[str]) -> bool:
-        """Put `slowed` devices in the slow lane and the rest in the main one. Each session first
-        subscribes to what it gains (waiting for the broker), then drops what it loses; False (and
-        nothing dropped) when a subscription was not confirmed: the caller tries again later."""
-        with self._route_lock:
-            main, slow = plan(self._devices(), slowed)
-            if not main:
-                return False  # no other device known: keep the wildcard rather than hear nobody
-            if not (self.slow.add_filters(slow) and self.main.add_filters(main)):
-                return False
-            self.main.set_filters(main)
-            self.slow.set_filters(slow)
-            return True
+    def _run(self) -> None:
+        """Apply what `want` and `reroute` ask for; idle, wake every RETRY_S to drop leftovers."""
+        warned = False
+        while True:
+            with self._changed:
+                if self._stopping:
+                    return
+                wanted, reroute, self._reroute = self._wanted, self._reroute, False
+            done = True
+            try:
+                self._tidy()
+                if self.slow.fatal_error:
+                    done = False
+                    if not warned:
+                        warned = True
+                        log.error("no slow lane, a flooding device will delay the others: %s", self.slow.fatal_error)
+                elif wanted != self._slowed or reroute:
+                    done = self._route(wanted)
+                    if done:
+                        self._moved(wanted)
+                    elif reroute:
+                        self._reroute = True
+            except Exception:  # the thread must outlive a bug: the lanes stay as they are
+                log.exception("could not move devices between the gateway's sessions")
+                done = False
+            with self._changed:
+                if not done or (self._wanted == self._slowed and not self._reroute and not self._stopping):
+                    self._changed.wait(RETRY_S)
+
+    def _tidy(self) -> None:
+        """Drop the slow session's leftovers (see `start`) once the main session is subscribed."""
+        if self._stale and self.main.subscribed.is_set() and self.slow.drop(self._stale):
+            self._stale = ()
+
+    def _route(self, slowed: frozenset[str]) -> bool:
+        """Put `slowed` devices in the slow lane and the rest in the main one. A session that loses
+        devices drops them only after the other has confirmed its subscription to them; False (and
+        nothing dropped) when that was not confirmed: tried again within RETRY_S."""
+        main, slow = plan(self._devices(), slowed)
+        if not main:
+            return False  # no other device known: keep the wildcard rather than hear nobody
+        if not self.slow.add_filters(slow):  # the slow lane gains devices: subscribed before main drops them
+            return False
+        if self._slowed - slowed and not self.main.add_filters(main):  # and the other way round
+            return False
+        self.main.set_filters(main)
+        self.slow.set_filters(slow)
+        return True
+
+    def _moved(self, slowed: frozenset[str]) -> None:
+        gone, back = slowed - self._slowed, self._slowed - slowed
+        for source in sorted(gone):
+            log.warning("device %s floods the gateway: its messages now queue apart (slow lane)", source)
+        for source in sorted(back):
+            log.info("device %s is quiet again: back in the main lane", source)
+        metrics.LANE_MOVES.labels(to="slow").inc(len(gone))
+        metrics.LANE_MOVES.labels(to="main").inc(len(back))
+        metrics.SLOW_LANE_DEVICES.set(len(slowed))
+        self._slowed = slowed

@@ -67,8 +67,6 @@ class Gateway:
         self._handlers = dict(HANDLERS if handlers is None else handlers)
         self._inbox: FairInbox[Received] = FairInbox(source_of, sheddable=lambda m: m.qos == 0)
         self._flood = FloodWatch(settings.flood_msgs_per_s, settings.flood_hold_s, self._clock.monotonic)
-        self._slowed: frozenset[str] = frozenset()  # devices the link has put in its slow lane
-        self._reroute = False  # the directory changed while devices were in the slow lane
         filters = SUBSCRIPTIONS
         if settings.mqtt_shared_group:
             filters = tuple((f"$share/{settings.mqtt_shared_group}/{f}", q) for f, q in filters)
@@ -118,25 +116,9 @@ class Gateway:
         return [f"{site}/{code}" for site, code in self._directory.devices]
 
     def _steer(self) -> None:
-        """Between batches: move devices that started or stopped flooding between the link's lanes."""
-        link = self.link
-        if not isinstance(link, LaneLink):
-            return
-        link.tidy()
-        flooding = self._flood.flooding()
-        if (flooding == self._slowed and not self._reroute) or link.slow_unavailable:
-            return
-        if not link.route(flooding):
-            return  # not confirmed by the broker: tried again after the next batch
-        self._reroute = False
-        for source in sorted(flooding - self._slowed):
-            log.warning("device %s floods the gateway: its messages now queue apart (slow lane)", source)
-        for source in sorted(self._slowed - flooding):
-            log.info("device %s is quiet again: back in the main lane", source)
-        metrics.LANE_MOVES.labels(to="slow").inc(len(flooding - self._slowed))
-        metrics.LANE_MOVES.labels(to="main").inc(len(self._slowed - flooding))
-        metrics.SLOW_LANE_DEVICES.set(len(flooding))
-        self._slowed = flooding
+        """Between batches: tell the link which devices flood now (it moves them on its own thread)."""
+        if isinstance(self.link, LaneLink):
+            self.link.want(self._flood.flooding())
 
     def start(self) -> None:
         self._reload_directory()
@@ -178,7 +160,8 @@ class Gateway:
         with self._sessions() as session:
             self._directory = load_directory(session)
         self._directory_at = self._clock.monotonic()
-        self._reroute = bool(self._slowed)  # new devices need their own filters in the main lane
+        if isinstance(self.link, LaneLink):
+            self.link.reroute()  # a new device needs its own filter while another one is apart
         log.info("directory loaded: %d devices, %d tags", len(self._directory.devices), len(self._directory.tags))
 
     def _reload_if_stale(self) -> None:
