@@ -40,10 +40,12 @@ class FloodWatch:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
-    def seen(self, source: str) -> None:
-        """One message from `source` ("" for topics that name no device: never moved)."""
+    def seen(self, source: str) -> bool:
+        """One message from `source` ("" for topics that name no device: never moved). True when this
+        message took the source over the limit, so the caller can move it at once: every message the
+        broker still sends the main session before the move is one the others' taps may wait behind."""
         if not source:
-            return
+            return False
         now = self._monotonic()
         with self._lock:
             w = self._windows.get(source)
@@ -52,8 +54,11 @@ class FloodWatch:
             elif now - w.started >= 1.0:
                 w.started, w.count = now, 0
             w.count += 1
-            if w.count > self._limit:
-                w.over_at = now
+            if w.count <= self._limit:
+                return False
+            newly = now - w.over_at >= self._hold_s
+            w.over_at = now
+            return newly
 
     def flooding(self) -> frozenset[str]:
         """The sources over the limit within the last `hold_s`; forgets the quiet ones (bounded memory)."""

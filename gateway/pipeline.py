@@ -81,7 +81,8 @@ class Gateway:
 
     def _receive(self, msg: Received) -> None:
         """On the network threads: queue the message, or count it when the inbox sheds it."""
-        self._flood.seen(source_of(msg))
+        if self._flood.seen(source_of(msg)):
+            self._steer()  # now, not after the batch in hand: the flood reaches the main session until moved
         if not self._inbox.put(msg):
             metrics.SHED.inc()
             self.shed += 1

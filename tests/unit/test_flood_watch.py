@@ -84,3 +84,12 @@ def test_a_flooding_device_the_directory_does_not_know_still_gets_its_slow_lane_
 def test_every_filter_of_an_earlier_process_is_known_so_a_restart_can_drop_it() -> None:
     filters = {f for f, _ in everything(["liyuan/rdr-h01"])}
     assert filters == {SUBSCRIPTIONS[0][0], device_filter("liyuan/rdr-h01")}
+
+
+def test_seen_says_when_a_device_starts_flooding_once_so_it_can_be_moved_at_once() -> None:
+    clock = Ticker()
+    watch = FloodWatch(limit_per_s=3, hold_s=60, monotonic=clock)
+    starts = [watch.seen("liyuan/rdr-h02") for _ in range(6)]
+    assert starts == [False, False, False, True, False, False]
+    clock.t += 61.0  # quiet past the hold time: a new flood starts anew
+    assert [watch.seen("liyuan/rdr-h02") for _ in range(4)] == [False, False, False, True]
