@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -57,13 +57,14 @@ class FairInbox(Generic[T]):
     def empty(self) -> bool:
         return self._size == 0
 
-    def _pop(self, taken: dict[Hashable, int], cap: int) -> T | None:
-        """The oldest item of the next source that has had fewer than `cap` items in this batch
-        (0: no cap); that source goes to the back of the turns. None if every waiting source is
-        at its cap. Lock held."""
+    def _pop(self, taken: dict[Hashable, int], cap: int, caps: Mapping[Hashable, int]) -> T | None:
+        """The oldest item of the next source that has had fewer than its cap (`caps`, else `cap`;
+        0: no cap) items in this batch; that source goes to the back of the turns. None if every
+        waiting source is at its cap. Lock held."""
         for _ in range(len(self._turns)):
             k = self._turns[0]
-            if cap and taken.get(k, 0) >= cap:
+            limit = caps.get(k, cap)
+            if limit and taken.get(k, 0) >= limit:
                 self._turns.rotate(-1)
                 continue
             q = self._queues[k]
@@ -86,6 +87,7 @@ class FairInbox(Generic[T]):
         max_gap_s: float = 0.005,
         monotonic: Callable[[], float] = time.monotonic,
         per_source: int = 0,
+        caps: Mapping[Hashable, int] | None = None,
     ) -> list[T]:
         """Wait up to `idle_poll_s` for a first item, then take more until the batch is full,
         `max_wait_s` has passed since the first, or the stream pauses for `max_gap_s` (so a lone
@@ -94,14 +96,14 @@ class FairInbox(Generic[T]):
         network); `monotonic` measures the batch's age.
 
         Messages are taken round-robin across sources, at most `per_source` of one source (0: no
-        cap). The cap bounds how long a flooding source's share of a batch takes to commit and
-        answer, which is what the other sources' messages in that batch wait for; a batch closes
-        at once when every waiting source has reached it."""
+        cap; `caps` overrides it for some sources). The cap bounds how long a flooding source's
+        share of a batch takes to commit and answer, which is what the other sources' messages in
+        that batch wait for; a batch closes at once when every waiting source has reached it."""
         taken: dict[Hashable, int] = {}
         with self._ready:
             if not self._size and idle_poll_s > 0:
                 self._ready.wait(idle_poll_s)
-            first = self._pop(taken, per_source) if self._size else None
+            first = self._pop(taken, per_source, caps or {}) if self._size else None
             if first is None:
                 return []
             batch = [first]
@@ -109,7 +111,7 @@ class FairInbox(Generic[T]):
         while len(batch) < max_size:
             with self._ready:
                 while self._size and len(batch) < max_size:
-                    item = self._pop(taken, per_source)
+                    item = self._pop(taken, per_source, caps or {})
                     if item is None:
                         return batch  # only capped sources wait: close the batch now
                     batch.append(item)

@@ -49,6 +49,9 @@ DIRECTORY_MAX_AGE_S = 30.0
 DIRECTORY_MIN_RELOAD_S = 2.0
 BUSY_BATCH = 100
 SLOW_LANE_RECEIVE_MAXIMUM = 2_000  # a few full batches of one device: the rest of its flood waits at the broker
+# A slow-lane device's messages in one batch at most: the others' taps in that batch wait for them to
+# commit (about 0.1 ms each), so its share is kept small; its flood is handled more slowly for it.
+SLOW_LANE_BATCH_SHARE = 100
 
 
 class Gateway:
@@ -115,6 +118,13 @@ class Gateway:
     def _device_sources(self) -> list[str]:
         """The directory's devices as the inbox names them (`site/device`)."""
         return [f"{site}/{code}" for site, code in self._directory.devices]
+
+    def _slow_lane_caps(self) -> dict[str, int]:
+        """A smaller share of each batch for the devices in the slow lane (SLOW_LANE_BATCH_SHARE)."""
+        if not isinstance(self.link, LaneLink):
+            return {}
+        share = min(SLOW_LANE_BATCH_SHARE, self._settings.batch_max_per_device)
+        return dict.fromkeys(self.link.slowed, share)
 
     def _steer(self) -> None:
         """Between batches: tell the link which devices flood now (it moves them on its own thread)."""
@@ -191,6 +201,7 @@ class Gateway:
                 max_gap_s=gap,
                 monotonic=self._clock.monotonic,
                 per_source=s.batch_max_per_device,
+                caps=self._slow_lane_caps(),
             )
             last_size = len(batch)
             metrics.QUEUE_DEPTH.set(self._inbox.qsize())

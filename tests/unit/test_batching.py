@@ -91,3 +91,15 @@ def test_fair_inbox_caps_one_sources_share_of_a_batch() -> None:
     inbox.put("b0")
     assert inbox.collect(max_size=100, max_wait_s=1.0, idle_poll_s=0.0, per_source=3) == ["a0", "b0", "a1", "a2"]
     assert inbox.collect(max_size=100, max_wait_s=1.0, idle_poll_s=0.0, per_source=3) == ["a3", "a4", "a5"]
+
+
+def test_a_source_with_a_cap_of_its_own_takes_only_that_share_of_a_batch() -> None:
+    """Issue 6 item 3: a device in the slow lane gets a smaller share of each batch than the others."""
+    inbox: FairInbox[tuple[str, int]] = FairInbox(lambda m: m[0])
+    for i in range(50):
+        inbox.put(("flooder", i))
+    for i in range(3):
+        inbox.put(("reader", i))
+    batch = inbox.collect(1000, 0.0, idle_poll_s=0.0, max_gap_s=0.0, per_source=20, caps={"flooder": 5})
+    assert [m for m in batch if m[0] == "flooder"] == [("flooder", i) for i in range(5)]
+    assert [m for m in batch if m[0] == "reader"] == [("reader", i) for i in range(3)]
