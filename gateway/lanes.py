@@ -11,32 +11,48 @@ redelivery once). Moving back is the same in the other order.
 
 While some device is in the slow lane, the main session hears only the devices the directory knows:
 a device without a site-file entry (which a broker with per-device accounts refuses anyway) is not
-heard until the flood is over.
+heard until the flood is over; nor are topics outside the contract from a device in the slow lane
+(which its account may not publish to anyway).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
-from core.contract import PREFIX, SUBSCRIPTIONS
+from paho.mqtt.client import MQTTMessageInfo
+
+from core.contract import INBOUND_CHANNELS, PREFIX, SUBSCRIPTIONS
 from gateway import metrics
 from gateway.link import Filters
 from gateway.messages import Received
 from gateway.mqtt_link import SUBACK_TIMEOUT_S as SUBACK_WAIT_S
-from gateway.mqtt_link import MqttLink
+from gateway.mqtt_link import MqttLink, settled
 
 log = logging.getLogger(__name__)
 MAIN, SLOW = 0, 1  # Received.lane
-SETTLE_S = 30.0
+HOLD_ACK_S = 30.0
+RELEASE_S = 0.01  # how often held slow-lane acks are looked at when no new ack comes
 RETRY_S = 1.0  # a move the broker did not confirm is tried again this often
 
 
 def device_filter(source: str) -> str:
-    """Every topic of one device (`site/device`, as `pipeline.source_of` names it), whatever its role."""
+    """Every topic of one device (`site/device`, as `pipeline.source_of` names it), whatever its role:
+    the main session's filter for a device while another one is apart (its own answers to the
+    device do not come back to it: MQTT 5 No Local)."""
     site, _, device = source.partition("/")
     return f"{PREFIX}/{site}/+/{device}/#"
+
+
+def slow_lane_filters(source: str) -> tuple[str, ...]:
+    """What one device publishes under the contract, and nothing the gateway publishes to it: the
+    slow session is another session, where No Local does not hold back the main session's answers,
+    which would come back to be acked and counted as the device's own traffic."""
+    site, _, device = source.partition("/")
+    return tuple(f"{PREFIX}/{site}/{role}/{device}/{channel}" for role, channel in sorted(INBOUND_CHANNELS))
 
 
 def plan(devices: Iterable[str], slowed: frozenset[str]) -> tuple[Filters, Filters]:
@@ -45,14 +61,15 @@ def plan(devices: Iterable[str], slowed: frozenset[str]) -> tuple[Filters, Filte
         return SUBSCRIPTIONS, ()
     qos = SUBSCRIPTIONS[0][1]
     main = tuple((device_filter(d), qos) for d in sorted(set(devices) - slowed))
-    return main, tuple((device_filter(d), qos) for d in sorted(slowed))
+    return main, tuple((f, qos) for d in sorted(slowed) for f in slow_lane_filters(d))
 
 
 def everything(devices: Iterable[str]) -> Filters:
     """Every filter either lane may have subscribed to for these devices: what a session left by an
     earlier process may still hold, to drop when it is not wanted now."""
     qos = SUBSCRIPTIONS[0][1]
-    return SUBSCRIPTIONS + tuple((device_filter(d), qos) for d in sorted(set(devices)))
+    each = [f for d in sorted(set(devices)) for f in (device_filter(d), *slow_lane_filters(d))]
+    return SUBSCRIPTIONS + tuple((f, qos) for f in each)
 
 
 class LaneLink:
@@ -72,6 +89,9 @@ class LaneLink:
         self._stopping = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="gateway-lanes", daemon=True)
+        self._held: deque[tuple[MQTTMessageInfo | None, Received]] = deque()  # see `ack`
+        self._held_lock = threading.Lock()
+        self._held_since: float | None = None
 
     @property
     def fatal_error(self) -> str | None:
@@ -119,15 +139,42 @@ class LaneLink:
     def ack(self, msg: Received) -> None:
         """Answers go out before the ack (gateway/answering.py). On one session the order of the
         packets keeps that promise; a slow-lane message is answered on the main session, so its ack
-        waits until the broker has the answers. If the main session is down for SETTLE_S, it is
-        acked anyway (the answers wait in paho's queue for the reconnect): the slow lane must not
-        stall on a window full of unacked messages."""
+        is held until the broker has acknowledged the main session's publications made before it
+        (`_release`, without waiting here: the answer thread must not wait for a round trip per
+        batch). Called from the answer thread."""
         if msg.lane != SLOW:
             self.main.ack(msg)
             return
-        if not self.main.settle(SETTLE_S):
-            log.warning("answers not confirmed by the broker within %.0f s; acking slow-lane messages", SETTLE_S)
-        self.slow.ack(msg)
+        mark = self.main.newest_publication()
+        with self._held_lock:
+            self._held.append((mark, msg))
+        self._release()
+        if self._held:
+            with self._changed:
+                self._changed.notify_all()  # the lanes thread looks again every RELEASE_S until all are acked
+
+    def _release(self) -> None:
+        """Ack the held slow-lane messages, oldest first, whose answers the broker has. One held
+        longer than HOLD_ACK_S is acked anyway (the main session is down; its answers wait in paho's
+        queue for the reconnect): a window full of unacked messages would stall the slow lane."""
+        now = time.monotonic()  # real time: waiting for the network, not a time rule
+        with self._held_lock:
+            while self._held:
+                mark, msg = self._held[0]
+                if mark is not None and not settled(mark):
+                    if self._held_since is None:
+                        self._held_since = now
+                    if now - self._held_since < HOLD_ACK_S:
+                        return
+                    log.warning("answers unconfirmed for %.0f s: acking slow-lane messages anyway", HOLD_ACK_S)
+                self._held.popleft()
+                self._held_since = None
+                self.slow.ack(msg)
+
+    @property
+    def holding(self) -> int:
+        """Slow-lane messages answered but not acked yet."""
+        return len(self._held)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.main.publish(topic, payload, qos, retain)
@@ -160,9 +207,10 @@ class LaneLink:
             except Exception:  # the thread must outlive a bug: the lanes stay as they are
                 log.exception("could not move devices between the gateway's sessions")
                 done = False
+            self._release()
             with self._changed:
                 if not done or (self._wanted == self._slowed and not self._reroute and not self._stopping):
-                    self._changed.wait(RETRY_S)
+                    self._changed.wait(RELEASE_S if self._held else RETRY_S)
 
     def _tidy(self) -> None:
         """Drop the slow session's leftovers (see `start`) once the main session is subscribed."""

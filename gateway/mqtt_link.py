@@ -38,7 +38,7 @@ _FATAL_CONNECT = {
 PUBLISH_WINDOW = 10_000
 
 
-def _settled(info: mqtt.MQTTMessageInfo) -> bool:
+def settled(info: mqtt.MQTTMessageInfo) -> bool:
     """Published, or never will be (paho raises for a message it dropped)."""
     try:
         return bool(info.is_published())
@@ -152,23 +152,15 @@ class MqttLink:
         what the answer thread paces refusals by (gateway/answering.py). Called from the thread
         that publishes, like `publish`."""
         pending = self._pending
-        while pending and _settled(pending[0]):
+        while pending and settled(pending[0]):
             pending.popleft()
         return len(pending)
 
-    def settle(self, timeout_s: float = 30.0) -> bool:
-        """Wait until the broker has acknowledged every QoS 1 publication made so far (paho sends them
-        in order and the broker answers in order, so the newest one settling settles the rest).
-        False after `timeout_s` (the connection is down: they wait in paho's queue). Called from the
-        thread that publishes."""
-        if not self.backlog():
-            return True
-        newest = self._pending[-1]
-        try:
-            newest.wait_for_publish(timeout=timeout_s)
-            return bool(newest.is_published())
-        except (RuntimeError, ValueError):  # paho gave up on it: nothing left to wait for
-            return True
+    def newest_publication(self) -> mqtt.MQTTMessageInfo | None:
+        """The newest QoS 1 publication the broker has not acknowledged yet (None: all are). Paho sends
+        them in order and the broker answers in order, so once it is settled so are all before it.
+        Called from the thread that publishes."""
+        return self._pending[-1] if self.backlog() else None
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Waits while PUBLISH_WINDOW QoS 1 messages await the broker's PUBACK: back-pressure on

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -119,7 +119,7 @@ class Gateway:
         """The directory's devices as the inbox names them (`site/device`)."""
         return [f"{site}/{code}" for site, code in self._directory.devices]
 
-    def _slow_lane_caps(self) -> dict[str, int]:
+    def _slow_lane_caps(self) -> Mapping[Hashable, int]:
         """A smaller share of each batch for the devices in the slow lane (SLOW_LANE_BATCH_SHARE)."""
         if not isinstance(self.link, LaneLink):
             return {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from paho.mqtt.client import MQTTMessageInfo
 
 from core.config import Settings
 from gateway.lanes import MAIN, SLOW, LaneLink
@@ -47,3 +48,22 @@ def test_a_message_is_acked_on_the_session_that_delivered_it(monkeypatch: pytest
     lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=MAIN))
     lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=SLOW))
     assert sent == [("main", 5), ("slow", 5)]
+
+
+def test_a_slow_lane_message_is_acked_only_once_the_broker_has_its_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 6 item 1 across two sessions: its answer went out on the main session, so the PUBACK on the
+    slow one waits until the broker has acknowledged that answer (a crash in between: a redelivery)."""
+    settings = Settings(_env_file=None, mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
+    main = MqttLink(settings, lambda _m: None, (("t/#", 1),))
+    slow = MqttLink(settings, lambda _m: None, (), client_id="patrol-gateway-slow", lane=SLOW)
+    lanes = LaneLink(main, slow, lambda: [])
+    answer = MQTTMessageInfo(1)
+    monkeypatch.setattr(main, "newest_publication", lambda: answer)
+    sent: list[int] = []
+    monkeypatch.setattr(slow._client, "ack", lambda mid, qos: sent.append(mid))
+    lanes.ack(Received("t/x", b"{}", 1, 7, False, datetime.now(UTC), 0, lane=SLOW))
+    lanes.ack(Received("t/x", b"{}", 1, 8, False, datetime.now(UTC), 0, lane=SLOW))
+    assert sent == [] and lanes.holding == 2
+    answer._set_as_published()  # the broker's PUBACK for the answer
+    lanes._release()
+    assert sent == [7, 8] and lanes.holding == 0
