@@ -94,7 +94,10 @@ class Settings(BaseSettings):
         default=True, description="queue a flooding device's messages apart, in a second broker session"
     )
     flood_msgs_per_s: int = Field(
-        default=100, ge=1, description="messages a second from one device past which it goes to the slow lane"
+        default=20,
+        ge=1,
+        description="messages in a second from one device past which it goes to the slow lane (no honest device"
+        " sends that many but when it replays an offline queue, which the slow lane drains unharmed)",
     )
     flood_hold_s: int = Field(default=60, ge=1, description="how long a device stays in the slow lane after its flood")
     token_ttl_hours: int = 12

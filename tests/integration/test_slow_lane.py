@@ -24,7 +24,8 @@ from gateway.pipeline import Gateway
 from storage.db import session_factory
 from storage.models import Device, InboundMessage
 from storage.sitefile.schema import SiteFile
-from tests.integration.conftest import gateway_settings
+from tests.integration.conftest import EmbeddedTestBroker, gateway_settings
+from tests.support.accounts import accounts_for_tests
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import SitePeers, end_gateway_sessions, wait_until
 
@@ -130,4 +131,37 @@ def test_a_restart_while_a_device_is_in_the_slow_lane_loses_none_of_its_backlog(
     try:
         wait_until(lambda: _stored(engine, FLOODER) == 3000, timeout=60, what=f"the {left} taps left at the stop")
     finally:
+        gw.stop()
+
+
+@pytest.fixture
+def embedded(demo_site: SiteFile) -> Iterator[EmbeddedTestBroker]:
+    broker = EmbeddedTestBroker(accounts_for_tests(demo_site))
+    broker.start()
+    yield broker
+    broker.cleanup()
+
+
+def test_the_slow_lane_works_on_the_embedded_broker_too(
+    embedded: EmbeddedTestBroker, engine: Engine, db_url: str, demo_site: SiteFile
+) -> None:
+    """The demo's broker (amqtt, MQTT 3.1.1: no No Local, no Receive Maximum) with its own accounts."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        mqtt_url=embedded.url_for(GATEWAY_ACCOUNT),
+        database_url=db_url,
+        mqtt_client_id=GATEWAY_ACCOUNT,
+        mqtt_protocol=embedded.protocol,
+        flood_msgs_per_s=LIMIT,
+    )
+    gw = _start(settings, engine, FakeClock(datetime.now(UTC)))
+    peer = SitePeers(embedded, subscribe=(f"patrol/v1/{SITE}/reader/+/ack",))
+    try:
+        _flood(peer, _tag(demo_site), 300, "emb")
+        wait_until(lambda: _lanes(gw).slow.received > 0, what="the flood reaching the slow lane")
+        peer.publish(tap_topic(SITE, OTHER), {"id": "other-1", "ts": datetime.now(UTC).isoformat(), "uid": "04A1"})
+        peer.take(1, topic_suffix=f"/{OTHER}/ack")
+        wait_until(lambda: _stored(engine, FLOODER) == 300, timeout=60, what="every flood tap stored")
+    finally:
+        peer.close()
         gw.stop()
