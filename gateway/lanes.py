@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -29,12 +28,11 @@ from core.contract import INBOUND_CHANNELS, PREFIX, SUBSCRIPTIONS
 from gateway import metrics
 from gateway.link import Filters
 from gateway.messages import Received
-from gateway.mqtt_link import SUBACK_TIMEOUT_S as SUBACK_WAIT_S
 from gateway.mqtt_link import MqttLink, settled
+from gateway.subscriptions import SUBACK_TIMEOUT_S as SUBACK_WAIT_S
 
 log = logging.getLogger(__name__)
 MAIN, SLOW = 0, 1  # Received.lane
-HOLD_ACK_S = 30.0
 RELEASE_S = 0.01  # how often held slow-lane acks are looked at when no new ack comes
 RETRY_S = 1.0  # a move the broker did not confirm is tried again this often
 
@@ -91,7 +89,6 @@ class LaneLink:
         self._thread = threading.Thread(target=self._run, name="gateway-lanes", daemon=True)
         self._held: deque[tuple[MQTTMessageInfo | None, Received]] = deque()  # see `ack`
         self._held_lock = threading.Lock()
-        self._held_since: float | None = None
 
     @property
     def fatal_error(self) -> str | None:
@@ -109,7 +106,7 @@ class LaneLink:
         session's subscription is confirmed: dropped earlier, a device's messages would match no
         subscription for a moment, and the broker would discard them."""
         self._stale = everything(self._devices())
-        self.main.set_filters(SUBSCRIPTIONS, forget=self._stale)
+        self.main.subscriptions.set(SUBSCRIPTIONS, forget=self._stale)
         self.slow.start()
         self.main.start()
         self._thread.start()
@@ -133,7 +130,7 @@ class LaneLink:
     def reroute(self) -> None:
         """The directory changed: devices it added need their own filter while others are apart."""
         with self._changed:
-            self._reroute = bool(self._slowed)
+            self._reroute = True
             self._changed.notify_all()
 
     def ack(self, msg: Received) -> None:
@@ -154,21 +151,14 @@ class LaneLink:
                 self._changed.notify_all()  # the lanes thread looks again every RELEASE_S until all are acked
 
     def _release(self) -> None:
-        """Ack the held slow-lane messages, oldest first, whose answers the broker has. One held
-        longer than HOLD_ACK_S is acked anyway (the main session is down; its answers wait in paho's
-        queue for the reconnect): a window full of unacked messages would stall the slow lane."""
-        now = time.monotonic()  # real time: waiting for the network, not a time rule
+        """Ack the held slow-lane messages, oldest first, whose answers the broker has. While the main
+        session is down nothing is answered, so nothing is released: the slow lane waits with it."""
         with self._held_lock:
             while self._held:
                 mark, msg = self._held[0]
                 if mark is not None and not settled(mark):
-                    if self._held_since is None:
-                        self._held_since = now
-                    if now - self._held_since < HOLD_ACK_S:
-                        return
-                    log.warning("answers unconfirmed for %.0f s: acking slow-lane messages anyway", HOLD_ACK_S)
+                    return
                 self._held.popleft()
-                self._held_since = None
                 self.slow.ack(msg)
 
     @property
@@ -183,7 +173,8 @@ class LaneLink:
         return self.main.backlog()
 
     def _run(self) -> None:
-        """Apply what `want` and `reroute` ask for; idle, wake every RETRY_S to drop leftovers."""
+        """Apply what `want` and `reroute` ask for; idle, wake every RETRY_S (to drop leftovers, and to
+        bring the slow lane's devices back while its session is down) or RELEASE_S while acks are held."""
         warned = False
         while True:
             with self._changed:
@@ -193,28 +184,28 @@ class LaneLink:
             done = True
             try:
                 self._tidy()
-                if self.slow.fatal_error:
-                    done = False
-                    if not warned:
-                        warned = True
-                        log.error("no slow lane, a flooding device will delay the others: %s", self.slow.fatal_error)
-                elif wanted != self._slowed or reroute:
+                self._release()
+                if self.slow.fatal_error and not warned:
+                    warned = True
+                    log.error("no slow lane, a flooding device will delay the others: %s", self.slow.fatal_error)
+                if not self.slow.connected:
+                    wanted = frozenset()  # its session may be gone (a broker without persistence): main hears all
+                if wanted != self._slowed or reroute:
                     done = self._route(wanted)
                     if done:
                         self._moved(wanted)
-                    elif reroute:
-                        self._reroute = True
+                    else:
+                        self._reroute = True  # a half-done move leaves filters behind: plan again next time
             except Exception:  # the thread must outlive a bug: the lanes stay as they are
                 log.exception("could not move devices between the gateway's sessions")
                 done = False
-            self._release()
             with self._changed:
                 if not done or (self._wanted == self._slowed and not self._reroute and not self._stopping):
                     self._changed.wait(RELEASE_S if self._held else RETRY_S)
 
     def _tidy(self) -> None:
         """Drop the slow session's leftovers (see `start`) once the main session is subscribed."""
-        if self._stale and self.main.subscribed.is_set() and self.slow.drop(self._stale):
+        if self._stale and self.main.subscribed.is_set() and self.slow.subscriptions.drop(self._stale):
             self._stale = ()
 
     def _route(self, slowed: frozenset[str]) -> bool:
@@ -224,12 +215,12 @@ class LaneLink:
         main, slow = plan(self._devices(), slowed)
         if not main:
             return False  # no other device known: keep the wildcard rather than hear nobody
-        if not self.slow.add_filters(slow):  # the slow lane gains devices: subscribed before main drops them
+        if not self.slow.subscriptions.add(slow):  # the slow lane gains devices: confirmed before main drops them
             return False
-        if self._slowed - slowed and not self.main.add_filters(main):  # and the other way round
+        if self._slowed - slowed and not self.main.subscriptions.add(main):  # and the other way round
             return False
-        self.main.set_filters(main)
-        self.slow.set_filters(slow)
+        self.main.subscriptions.set(main)
+        self.slow.subscriptions.set(slow)
         return True
 
     def _moved(self, slowed: frozenset[str]) -> None:

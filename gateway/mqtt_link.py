@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -17,12 +16,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.clock import Clock, SystemClock
 from core.config import BrokerAddress, Settings
 from gateway.link import Filters
 from gateway.messages import Received
+from gateway.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,11 @@ PUBLISH_WINDOW = 10_000
 
 
 def settled(info: mqtt.MQTTMessageInfo) -> bool:
-    """Published, or never will be (paho raises for a message it dropped)."""
+    """Acknowledged by the broker, or never will be (paho raises for a message it dropped). One
+    published while disconnected (rc NO_CONN) waits in paho's queue for the reconnect: paho marks it
+    published on its PUBACK, but `is_published` raises for its rc, so its flag is read directly."""
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+        return bool(info._published)
     try:
         return bool(info.is_published())
     except (RuntimeError, ValueError):
@@ -48,8 +51,6 @@ def settled(info: mqtt.MQTTMessageInfo) -> bool:
 
 # Unacked messages the broker may have in flight to us: enough for several full batches while one commits.
 RECEIVE_MAXIMUM = 10_000
-SUBSCRIBE_CHUNK = 100  # filters per SUBSCRIBE packet (one per device while a device is in the slow lane)
-SUBACK_TIMEOUT_S = 10.0
 
 
 class MqttLink:
@@ -73,17 +74,12 @@ class MqttLink:
         self._settings = settings
         self._broker: BrokerAddress = broker or settings.broker
         self._sink = sink
-        self._filters = tuple(filters)
-        self._forget: set[str] = set()  # filters a session left by an earlier process may hold: dropped on connect
         self._lane = lane
         self._receive_maximum = receive_maximum
-        self._subacks: dict[int, bool] = {}  # SUBSCRIBE packet id → confirmed (no failure reason code)
-        self._suback_ready = threading.Condition()
         self._persistent = persistent
         self._on_connection = on_connection or (lambda _up: None)
         self._clock: Clock = clock or SystemClock()
         self._v5 = settings.effective_protocol == "5"
-        self.subscribed = threading.Event()
         self.fatal_error: str | None = None
         cid = client_id or settings.mqtt_client_id
         if self._v5:
@@ -92,6 +88,8 @@ class MqttLink:
             self._client = mqtt.Client(
                 CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311, clean_session=not persistent
             )
+        self.subscriptions = Subscriptions(self._client, filters, self._v5)
+        self.subscribed = self.subscriptions.ready
         self._client.manual_ack_set(manual_ack)
         # 0 = no in-flight cap: with a cap paho rescans its queue on every PUBACK (17 % of CPU
         # under load); the worker's own window (publish_window) bounds what is outstanding.
@@ -174,10 +172,10 @@ class MqttLink:
                 log.warning("oldest outstanding publish will not complete: %s", exc)
             pending.popleft()
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # NO_CONN: queued for the reconnect
             if qos > 0:
                 pending.append(info)
-        elif info.rc != mqtt.MQTT_ERR_NO_CONN:  # not connected: paho queues it for the reconnect
+        else:
             log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
@@ -198,105 +196,29 @@ class MqttLink:
         self._generation += 1
         self._on_connection(True)
         log.info("connected to broker (session present: %s)", flags.session_present)
-        with self._suback_ready:
-            filters, forget = self._filters, sorted(self._forget - {f for f, _ in self._filters})
-        if not filters:
-            self.subscribed.set()  # a slow lane with no device in it yet
-        self._subscribe(filters)
-        if forget:
-            client.unsubscribe(forget)
-
-    def _subscribe(self, filters: Filters) -> list[int]:
-        """SUBSCRIBE in packets of SUBSCRIBE_CHUNK filters; their packet ids (none when not connected).
-        Over MQTT 5, No Local keeps our own acks and out/ events from coming back to this session
-        (not allowed on shared subscriptions, where the decoder skips them instead)."""
-        mids: list[int] = []
-        for i in range(0, len(filters), SUBSCRIBE_CHUNK):
-            chunk = filters[i : i + SUBSCRIBE_CHUNK]
-            if self._v5:
-                opts: list[tuple[str, Any]] = [
-                    (f, SubscribeOptions(qos=q, noLocal=not f.startswith("$share/"))) for f, q in chunk
-                ]
-            else:
-                opts = list(chunk)
-            rc, mid = self._client.subscribe(opts)
-            if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
-                return []
-            mids.append(mid)
-        return mids
+        self.subscriptions.connected()
 
     @property
     def filters(self) -> Filters:
         """What this session subscribes to now (and again at every reconnect)."""
-        with self._suback_ready:
-            return self._filters
+        return self.subscriptions.filters
 
-    def add_filters(self, filters: Filters) -> bool:
-        """Subscribe to `filters` as well, and wait until the broker has confirmed: False when it has
-        not (not connected, refused, no answer within SUBACK_TIMEOUT_S). A reconnect subscribes them too."""
-        with self._suback_ready:
-            have = {f for f, _ in self._filters}
-            new = tuple((f, q) for f, q in filters if f not in have)
-            self._filters += new
-        if not new:
-            return True
-        if not self._client.is_connected():
-            return False
-        mids = self._subscribe(new)
-        if not mids:
-            return False
-        with self._suback_ready:
-            done = self._suback_ready.wait_for(lambda: all(m in self._subacks for m in mids), SUBACK_TIMEOUT_S)
-            return done and all(self._subacks.pop(m) for m in mids)
-
-    def set_filters(self, filters: Filters, forget: Filters = ()) -> None:
-        """Subscribe to exactly `filters` from now on: what is new is subscribed (without waiting, see
-        `add_filters`), what is gone unsubscribed. `forget`: filters an earlier process may have left
-        in the persistent session, unsubscribed at every connect unless wanted."""
-        with self._suback_ready:
-            wanted = {f for f, _ in filters}
-            have = {f for f, _ in self._filters}
-            new = tuple((f, q) for f, q in filters if f not in have)
-            gone = sorted(have - wanted)
-            self._filters = tuple(filters)
-            self._forget = (self._forget | set(gone) | {f for f, _ in forget}) - wanted
-        if self._client.is_connected():
-            if new:
-                self._subscribe(new)
-            if gone:
-                self._client.unsubscribe(gone)
-
-    def drop(self, filters: Filters) -> bool:
-        """Unsubscribe from `filters` (those not wanted now) that a session left by an earlier process
-        may still hold; True when sent, else they are dropped at the next connect."""
-        with self._suback_ready:
-            stale = sorted({f for f, _ in filters} - {f for f, _ in self._filters})
-            self._forget |= set(stale)
-        if not stale:
-            return True
-        if not self._client.is_connected():
-            return False
-        rc, _mid = self._client.unsubscribe(stale)
-        return bool(rc == mqtt.MQTT_ERR_SUCCESS)
+    @property
+    def connected(self) -> bool:
+        return bool(self._client.is_connected())
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
-        failed = [rc for rc in reason_codes if rc.is_failure]
-        with self._suback_ready:
-            self._subacks[mid] = not failed
-            if len(self._subacks) > 1000:  # answers nobody waits for (connect-time subscriptions)
-                self._subacks.clear()
-            self._suback_ready.notify_all()
-        if failed:
-            log.error("broker refused %d of the subscriptions: %s", len(failed), failed[:3])
+        refused = self.subscriptions.acknowledged(mid, reason_codes)
+        if refused:
+            log.error("broker refused %d of the subscriptions (lane %d): check the account's ACL", refused, self._lane)
             return
-        filters = [f for f, _ in self._filters]
+        filters = [f for f, _ in self.filters]
         shown = ", ".join(filters[:3]) + (f" and {len(filters) - 3} more" if len(filters) > 3 else "")
         log.info("subscribed to %s (lane %d)", shown, self._lane)
-        self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
         self._on_connection(False)
-        self.subscribed.clear()
+        self.subscriptions.disconnected()
         if rc.is_failure:
             log.warning("lost the broker connection (%s); paho reconnects with backoff", rc)
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from core.broker_access import slow_lane_username
 from core.clock import Clock, SystemClock
 from core.config import Settings
-from core.contract import SUBSCRIPTIONS, RejectReason
+from core.contract import SUBSCRIPTIONS, RejectReason, is_own_output
 from core.directory import Directory
 from core.outbound import Outbound
 from gateway import metrics
@@ -84,13 +84,19 @@ class Gateway:
 
     def _receive(self, msg: Received) -> None:
         """On the network threads: queue the message, or count it when the inbox sheds it."""
-        if self._flood.seen(source_of(msg)):
+        if self._counts_as_traffic(msg) and self._flood.seen(source_of(msg)):
             self._steer()  # now, not after the batch in hand: the flood reaches the main session until moved
         if not self._inbox.put(msg):
             metrics.SHED.inc()
             self.shed += 1
             if self.shed % 1000 == 1:  # a line now and then, not one per message
                 log.warning("inbox full: %d QoS 0 messages shed so far (latest on %s)", self.shed, msg.topic)
+
+    @staticmethod
+    def _counts_as_traffic(msg: Received) -> bool:
+        """What a device sends now: not a retained message (every device's last status comes at each
+        subscription to the wildcard) nor one of the gateway's own publications coming back."""
+        return not msg.retain and not is_own_output(msg.topic)
 
     def _mqtt_link(self, sink: Sink, filters: Filters) -> Link:
         def report(up: bool) -> None:
@@ -169,15 +175,21 @@ class Gateway:
 
     def _reload_directory(self) -> None:
         with self._sessions() as session:
-            self._directory = load_directory(session)
+            directory = load_directory(session)
+        old, self._directory = self._directory, directory
+        changed = directory.devices.keys() != old.devices.keys()
         self._directory_at = self._clock.monotonic()
-        if isinstance(self.link, LaneLink):
+        if changed and isinstance(self.link, LaneLink):
             self.link.reroute()  # a new device needs its own filter while another one is apart
-        log.info("directory loaded: %d devices, %d tags", len(self._directory.devices), len(self._directory.tags))
+        level = logging.INFO if changed or directory.tags.keys() != old.tags.keys() else logging.DEBUG
+        log.log(level, "directory loaded: %d devices, %d tags", len(directory.devices), len(directory.tags))
 
     def _reload_if_stale(self) -> None:
-        """Pick up site files loaded since, whether or not messages are flowing."""
-        if self._clock.monotonic() - self._directory_at > DIRECTORY_MAX_AGE_S:
+        """Pick up site files loaded since, whether or not messages are flowing; every few seconds
+        while a device is in the slow lane, when the main session hears only the devices it knows."""
+        slowed = isinstance(self.link, LaneLink) and bool(self.link.slowed)
+        max_age = DIRECTORY_MIN_RELOAD_S if slowed else DIRECTORY_MAX_AGE_S
+        if self._clock.monotonic() - self._directory_at > max_age:
             self._safe_reload()
 
     def _safe_reload(self) -> None:

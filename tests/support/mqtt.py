@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -220,6 +220,21 @@ class SitePeers:
     def take(self, count: int, timeout: float = 15.0, topic_suffix: str = "") -> list[tuple[str, dict[str, Any]]]:
         """What the observer received: see `Peer.take`."""
         return self.observer.take(count, timeout=timeout, topic_suffix=topic_suffix)
+
+    def answers(self, ids: Collection[str], timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+        """The first answer to each tap of `ids`, however many answers come: a tap may be answered twice
+        (its redelivery, or both of the gateway's sessions for a moment while a flooding reader is moved
+        to the slow lane, gateway/lanes.py), and every repeat has the same verdict."""
+        wanted, got = set(ids), dict[str, dict[str, Any]]()
+        deadline = time.monotonic() + timeout
+        while not wanted <= got.keys():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no answer to {sorted(wanted - got.keys())[:10]} (of {len(wanted)})")
+            [(_, body)] = self.take(1, timeout=remaining, topic_suffix="/ack")
+            if body.get("id") in wanted:
+                got.setdefault(body["id"], body)
+        return got
 
     def close(self) -> None:
         with self._lock:
