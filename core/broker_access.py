@@ -101,10 +101,11 @@ def slow_lane_username(username: str) -> str:
 
 
 def slow_lane_account(username: str = GATEWAY_ACCOUNT) -> Account:
-    """The second session of gateway `username` (gateway/lanes.py): it only subscribes and acks, so it
-    only reads; in provisioning it has the gateway's password."""
-    rules = (Rule("read", ALL_TOPICS),)
-    return Account(slow_lane_username(username), "gateway", rules, shares_password_with=service_name(username))
+    """The second session of gateway `username` (gateway/lanes.py): the two sessions swap roles, so it
+    has the gateway's rights (it publishes answers while it hears the other devices); in provisioning
+    it has the gateway's password."""
+    gateway = gateway_account(username)
+    return Account(slow_lane_username(username), "gateway", gateway.rules, shares_password_with=gateway.username)
 
 
 def live_account(username: str = LIVE_ACCOUNT) -> Account:

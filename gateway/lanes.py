@@ -32,7 +32,7 @@ from gateway.mqtt_link import MqttLink, settled
 from gateway.subscriptions import SUBACK_TIMEOUT_S as SUBACK_WAIT_S
 
 log = logging.getLogger(__name__)
-MAIN, SLOW = 0, 1  # Received.lane
+FIRST, SECOND = 0, 1  # Received.lane: the session that delivered a message (the gateway's account, its -slow one)
 RELEASE_S = 0.01  # how often held slow-lane acks are looked at when no new ack comes
 RETRY_S = 1.0  # a move the broker did not confirm is tried again this often
 
@@ -75,10 +75,11 @@ class LaneLink:
     is acked on the session that delivered it (`Received.lane`). `want` names the devices that
     should be in the slow lane; the lanes thread moves them."""
 
-    def __init__(self, main: MqttLink, slow: MqttLink, devices: Callable[[], Iterable[str]]) -> None:
-        """`devices`: the directory's devices (`site/device`) now."""
-        self.main, self.slow = main, slow
-        self.subscribed = main.subscribed
+    def __init__(self, first: MqttLink, second: MqttLink, devices: Callable[[], Iterable[str]]) -> None:
+        """`devices`: the directory's devices (`site/device`) now. `first` starts in the main role."""
+        self._sessions = (first, second)
+        self._main = FIRST  # which session has the main role now (they swap: see `_route`)
+        self.subscribed = first.subscribed
         self._devices = devices
         self._stale: Filters = ()  # what the slow session may hold from an earlier process, until dropped
         self._wanted: frozenset[str] = frozenset()
@@ -87,13 +88,23 @@ class LaneLink:
         self._stopping = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="gateway-lanes", daemon=True)
-        self._held: deque[tuple[MQTTMessageInfo | None, Received]] = deque()  # see `ack`
+        self._held: deque[tuple[MQTTMessageInfo | None, MqttLink, Received]] = deque()  # see `ack`
         self._held_lock = threading.Lock()
 
     @property
+    def main(self) -> MqttLink:
+        """The session that hears every device but the flooding ones, and publishes the answers."""
+        return self._sessions[self._main]
+
+    @property
+    def slow(self) -> MqttLink:
+        """The other one: the flooding devices' (none most of the time)."""
+        return self._sessions[1 - self._main]
+
+    @property
     def fatal_error(self) -> str | None:
-        """Only the main session's: without its slow lane the gateway still works, as before."""
-        return self.main.fatal_error
+        """Only the gateway's own account's: without the second session the gateway still works, as before."""
+        return self._sessions[FIRST].fatal_error
 
     @property
     def slowed(self) -> frozenset[str]:
@@ -107,8 +118,8 @@ class LaneLink:
         subscription for a moment, and the broker would discard them."""
         self._stale = everything(self._devices())
         self.main.subscriptions.set(SUBSCRIPTIONS, forget=self._stale)
-        self.slow.start()
-        self.main.start()
+        for session in reversed(self._sessions):
+            session.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -117,8 +128,8 @@ class LaneLink:
             self._changed.notify_all()
         if self._thread.is_alive():
             self._thread.join(SUBACK_WAIT_S + 1)
-        self.main.stop()
-        self.slow.stop()
+        for session in self._sessions:
+            session.stop()
 
     def want(self, slowed: frozenset[str]) -> None:
         """The devices that should be in the slow lane (from `FloodWatch`); does not wait."""
@@ -139,12 +150,13 @@ class LaneLink:
         is held until the broker has acknowledged the main session's publications made before it
         (`_release`, without waiting here: the answer thread must not wait for a round trip per
         batch). Called from the answer thread."""
-        if msg.lane != SLOW:
-            self.main.ack(msg)
+        main, session = self.main, self._sessions[msg.lane]
+        if session is main:
+            session.ack(msg)
             return
-        mark = self.main.newest_publication()
+        mark = main.newest_publication()
         with self._held_lock:
-            self._held.append((mark, msg))
+            self._held.append((mark, session, msg))
         self._release()
         if self._held:
             with self._changed:
@@ -155,11 +167,11 @@ class LaneLink:
         session is down nothing is answered, so nothing is released: the slow lane waits with it."""
         with self._held_lock:
             while self._held:
-                mark, msg = self._held[0]
+                mark, session, msg = self._held[0]
                 if mark is not None and not settled(mark):
                     return
                 self._held.popleft()
-                self.slow.ack(msg)
+                session.ack(msg)
 
     @property
     def holding(self) -> int:
@@ -204,8 +216,10 @@ class LaneLink:
                     self._changed.wait(RELEASE_S if self._held else RETRY_S)
 
     def _tidy(self) -> None:
-        """Drop the slow session's leftovers (see `start`) once the main session is subscribed."""
-        if self._stale and self.main.subscribed.is_set() and self.slow.subscriptions.drop(self._stale):
+        """Drop the second session's leftovers (see `start`) once the first is subscribed (only
+        filters that session does not want now are dropped, whichever role it has by then)."""
+        first, second = self._sessions
+        if self._stale and first.subscribed.is_set() and second.subscriptions.drop(self._stale):
             self._stale = ()
 
     def _route(self, slowed: frozenset[str]) -> bool:
@@ -215,12 +229,26 @@ class LaneLink:
         main, slow = plan(self._devices(), slowed)
         if not main:
             return False  # no other device known: keep the wildcard rather than hear nobody
+        if slowed and not self._slowed:
+            return self._swap(main, slow)
         if not self.slow.subscriptions.add(slow):  # the slow lane gains devices: confirmed before main drops them
             return False
         if self._slowed - slowed and not self.main.subscriptions.add(main):  # and the other way round
             return False
         self.main.subscriptions.set(main)
         self.slow.subscriptions.set(slow)
+        return True
+
+    def _swap(self, main: Filters, slow: Filters) -> bool:
+        """The first flood: the idle session takes every other device (confirmed first), then the
+        flooded one keeps only the flooding devices. The roles swap, so the messages the broker
+        routed to the flooded session before the move, queued there in the order received, delay
+        only the taps sent before it: every tap sent after it goes to a session with no backlog."""
+        fresh, flooded = self.slow, self.main
+        if not fresh.subscriptions.add(main):
+            return False
+        flooded.subscriptions.set(slow)  # its devices' filters, then the wildcard dropped: one session, in order
+        self._main = 1 - self._main
         return True
 
     def _moved(self, slowed: frozenset[str]) -> None:

@@ -37,7 +37,7 @@ from gateway.decode import decode
 from gateway.effects import Effects
 from gateway.flood_watch import FloodWatch
 from gateway.handlers import HANDLERS, Context, Handler, apply_batch
-from gateway.lanes import SLOW, LaneLink
+from gateway.lanes import SECOND, LaneLink
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
 from gateway.mqtt_link import MqttLink
@@ -115,7 +115,7 @@ class Gateway:
             (),
             client_id=f"{s.mqtt_client_id}-slow",
             clock=self._clock,
-            lane=SLOW,
+            lane=SECOND,
             receive_maximum=SLOW_LANE_RECEIVE_MAXIMUM,
             broker=broker,
         )

@@ -90,7 +90,7 @@ def test_a_flooding_reader_queues_apart_loses_nothing_and_comes_back_after_the_h
     lanes = _lanes(gw)
     try:
         _flood(peer, _tag(demo_site), 2000, "fld")
-        wait_until(lambda: lanes.slow.received > 0, what="the flood reaching the slow lane")
+        wait_until(lambda: lanes.slowed == {f"{SITE}/{FLOODER}"}, what="the flooder moved to the slow lane")
         assert {f for f, _ in lanes.slow.filters} == set(slow_lane_filters(f"{SITE}/{FLOODER}"))
         main = {f for f, _ in lanes.main.filters}
         assert device_filter(f"{SITE}/{OTHER}") in main and device_filter(f"{SITE}/{FLOODER}") not in main
@@ -121,7 +121,7 @@ def test_a_restart_while_a_device_is_in_the_slow_lane_loses_none_of_its_backlog(
     publisher = threading.Thread(target=_flood, args=(peer, _tag(demo_site), 3000, "rst"))
     try:
         publisher.start()
-        wait_until(lambda: _lanes(gw).slow.received > 0, what="the flood reaching the slow lane")
+        wait_until(lambda: bool(_lanes(gw).slowed), what="the flooder moved to the slow lane")
     finally:
         gw.stop()  # while the reader is still flooding: the rest queues in the slow session
         publisher.join(60)
@@ -158,7 +158,7 @@ def test_the_slow_lane_works_on_the_embedded_broker_too(
     peer = SitePeers(embedded, subscribe=(f"patrol/v1/{SITE}/reader/+/ack",))
     try:
         _flood(peer, _tag(demo_site), 300, "emb")
-        wait_until(lambda: _lanes(gw).slow.received > 0, what="the flood reaching the slow lane")
+        wait_until(lambda: bool(_lanes(gw).slowed), what="the flooder moved to the slow lane")
         peer.publish(tap_topic(SITE, OTHER), {"id": "other-1", "ts": datetime.now(UTC).isoformat(), "uid": "04A1"})
         peer.take(1, topic_suffix=f"/{OTHER}/ack")
         wait_until(lambda: _stored(engine, FLOODER) == 300, timeout=60, what="every flood tap stored")

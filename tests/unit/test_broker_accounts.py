@@ -13,7 +13,6 @@ import pytest
 
 from app.broker_accounts import BrokerFiles, accounts_for, previous_services, provision
 from core.broker_access import (
-    ALL_TOPICS,
     GATEWAY_ACCOUNT,
     LIVE_ACCOUNT,
     MAX_GATEWAY_NAME,
@@ -201,17 +200,13 @@ def test_service_account_names_are_checked() -> None:
 
 
 def test_each_gateway_has_a_slow_lane_account_with_its_rules_and_its_password(tmp_path: Path) -> None:
-    """docs/broker-access.md, slow lane: every gateway G has `G-slow`, right after it, with G's password and only
-    the right to read (the slow-lane session subscribes and acks; it publishes nothing)."""
+    """docs/broker-access.md, slow lane: every gateway G has `G-slow`, right after it, with G's password and
+    rights (the two sessions swap roles: the second one publishes answers while it hears the other devices)."""
     accounts = accounts_for(_directory("r1"), gateways=(GATEWAY_ACCOUNT, GATEWAY_2))
     assert [a.username for a in accounts[:5]] == [GATEWAY_ACCOUNT, SLOW, GATEWAY_2, f"{GATEWAY_2}-slow", LIVE_ACCOUNT]
     for gateway, slow in (accounts[0:2], accounts[2:4]):
         assert slow == slow_lane_account(gateway.username)
-        assert (slow.role, slow.rules, slow.shares_password_with) == (
-            "gateway",
-            (Rule("read", ALL_TOPICS),),
-            gateway.username,
-        )
+        assert (slow.role, slow.rules, slow.shares_password_with) == ("gateway", gateway.rules, gateway.username)
 
     files = BrokerFiles(tmp_path / "broker")
     done = provision(files, accounts)
@@ -219,7 +214,7 @@ def test_each_gateway_has_a_slow_lane_account_with_its_rules_and_its_password(tm
     assert done.passwords[SLOW] == done.passwords[GATEWAY_ACCOUNT] != done.passwords[GATEWAY_2]
     assert done.passwords[f"{GATEWAY_2}-slow"] == done.passwords[GATEWAY_2]
     assert verify_password(done.passwords[GATEWAY_ACCOUNT], parse_password_file(files.passwd.read_text())[SLOW])
-    assert parse_acl(files.acl.read_text())[SLOW] == slow_lane_account().rules
+    assert parse_acl(files.acl.read_text())[SLOW] == gateway_account().rules
 
 
 def test_the_slow_lane_keeps_its_gateways_password_through_reruns_and_rotations(

@@ -8,7 +8,7 @@ import pytest
 from paho.mqtt.client import MQTTMessageInfo
 
 from core.config import Settings
-from gateway.lanes import MAIN, SLOW, LaneLink
+from gateway.lanes import FIRST, SECOND, LaneLink
 from gateway.messages import Received
 from gateway.mqtt_link import MqttLink
 
@@ -40,13 +40,13 @@ def test_a_message_is_acked_on_the_session_that_delivered_it(monkeypatch: pytest
     session would name another message there (packet ids are per session)."""
     settings = Settings(_env_file=None, mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
     main = MqttLink(settings, lambda _m: None, (("t/#", 1),))
-    slow = MqttLink(settings, lambda _m: None, (), client_id="patrol-gateway-slow", lane=SLOW)
+    slow = MqttLink(settings, lambda _m: None, (), client_id="patrol-gateway-slow", lane=SECOND)
     lanes = LaneLink(main, slow, lambda: [])
     sent: list[tuple[str, int]] = []
     monkeypatch.setattr(main._client, "ack", lambda mid, qos: sent.append(("main", mid)))
     monkeypatch.setattr(slow._client, "ack", lambda mid, qos: sent.append(("slow", mid)))
-    lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=MAIN))
-    lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=SLOW))
+    lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=FIRST))
+    lanes.ack(Received("t/x", b"{}", 1, 5, False, datetime.now(UTC), 0, lane=SECOND))
     assert sent == [("main", 5), ("slow", 5)]
 
 
@@ -55,14 +55,14 @@ def test_a_slow_lane_message_is_acked_only_once_the_broker_has_its_answers(monke
     slow one waits until the broker has acknowledged that answer (a crash in between: a redelivery)."""
     settings = Settings(_env_file=None, mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
     main = MqttLink(settings, lambda _m: None, (("t/#", 1),))
-    slow = MqttLink(settings, lambda _m: None, (), client_id="patrol-gateway-slow", lane=SLOW)
+    slow = MqttLink(settings, lambda _m: None, (), client_id="patrol-gateway-slow", lane=SECOND)
     lanes = LaneLink(main, slow, lambda: [])
     answer = MQTTMessageInfo(1)
     monkeypatch.setattr(main, "newest_publication", lambda: answer)
     sent: list[int] = []
     monkeypatch.setattr(slow._client, "ack", lambda mid, qos: sent.append(mid))
-    lanes.ack(Received("t/x", b"{}", 1, 7, False, datetime.now(UTC), 0, lane=SLOW))
-    lanes.ack(Received("t/x", b"{}", 1, 8, False, datetime.now(UTC), 0, lane=SLOW))
+    lanes.ack(Received("t/x", b"{}", 1, 7, False, datetime.now(UTC), 0, lane=SECOND))
+    lanes.ack(Received("t/x", b"{}", 1, 8, False, datetime.now(UTC), 0, lane=SECOND))
     assert sent == [] and lanes.holding == 2
     answer._set_as_published()  # the broker's PUBACK for the answer
     lanes._release()
