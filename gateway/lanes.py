@@ -2,12 +2,16 @@
 
 An MQTT session delivers in the order the broker received, so one flooding device's backlog at the
 broker delays every message behind it, whatever the gateway does with what it has received. The only
-place to put that backlog apart is another session. Normally the main session subscribes to the
-whole contract (`patrol/v1/#`) and the slow one to nothing. When `FloodWatch` names flooding devices,
-the slow session subscribes to their topics first (and the broker has confirmed), and only then does
-the main session trade its wildcard for one filter per other device: a device is never without a
-subscription, so nothing it sends is lost, only duplicated for a moment (the gateway handles a
-redelivery once). Moving back is the same in the other order.
+place to put that backlog apart is another session. Normally the first session subscribes to the
+whole contract (`patrol/v1/#`) and the second to nothing. When `FloodWatch` names the first flooding
+device, the idle session subscribes to every other device (and the broker has confirmed), then the
+flooded one trades its wildcard for the flooder's topics (subscribe, then unsubscribe: one session's
+packets are applied in order), and the two swap roles: what the broker had already queued in the
+flooded session delays only what was sent before the move. A second flooder is moved the plain way
+(the slow session gains it, confirmed, then the main one drops it), and a device comes back the other
+way round. A device is never without a subscription, so nothing it sends is lost, only duplicated
+for a moment (the gateway handles a redelivery once). The moves run on a thread of their own: waiting
+for a broker's confirmation must not hold up the worker's batches.
 
 While some device is in the slow lane, the main session hears only the devices the directory knows:
 a device without a site-file entry (which a broker with per-device accounts refuses anyway) is not
