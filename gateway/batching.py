@@ -36,9 +36,10 @@ class FairInbox(Generic[T]):
         self._size = 0
         self._ready = threading.Condition()
 
-    def put(self, item: T) -> bool:
-        """Queue `item` behind its source's earlier ones; False if it was refused (shed)."""
-        k = self._key(item)
+    def put(self, item: T, source: Hashable | None = None) -> bool:
+        """Queue `item` behind its source's earlier ones (`source`: its key, when the caller has it
+        already); False if it was refused (shed)."""
+        k = self._key(item) if source is None else source
         with self._ready:
             if self._size >= self._max_items and self._sheddable(item):
                 return False

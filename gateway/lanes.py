@@ -76,19 +76,27 @@ def everything(devices: Iterable[str]) -> Filters:
 
 class LaneLink:
     """The gateway's `Link` over two sessions. Publications go through the main session; a message
-    is acked on the session that delivered it (`Received.lane`). `want` names the devices that
-    should be in the slow lane; the lanes thread moves them."""
+    is acked on the session that delivered it (`Received.lane`). The lanes thread moves devices as
+    `flooding` says."""
 
-    def __init__(self, first: MqttLink, second: MqttLink, devices: Callable[[], Iterable[str]]) -> None:
-        """`devices`: the directory's devices (`site/device`) now. `first` starts in the main role."""
+    def __init__(
+        self,
+        first: MqttLink,
+        second: MqttLink,
+        devices: Callable[[], Iterable[str]],
+        flooding: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
+        """`devices`: the directory's devices (`site/device`) now; `flooding`: the devices that should
+        be in the slow lane now (`FloodWatch.flooding`). `first` starts in the main role."""
         self._sessions = (first, second)
         self._main = FIRST  # which session has the main role now (they swap: see `_route`)
         self.subscribed = first.subscribed
         self._devices = devices
+        self._flooding = flooding
         self._stale: Filters = ()  # what the slow session may hold from an earlier process, until dropped
-        self._wanted: frozenset[str] = frozenset()
         self._slowed: frozenset[str] = frozenset()  # as the broker has it now
         self._reroute = False
+        self._nudged = False
         self._stopping = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="gateway-lanes", daemon=True)
@@ -135,12 +143,11 @@ class LaneLink:
         for session in self._sessions:
             session.stop()
 
-    def want(self, slowed: frozenset[str]) -> None:
-        """The devices that should be in the slow lane (from `FloodWatch`); does not wait."""
+    def nudge(self) -> None:
+        """A device has just started flooding: look now rather than at the next RETRY_S. Does not wait."""
         with self._changed:
-            if slowed != self._wanted:
-                self._wanted = slowed
-                self._changed.notify_all()
+            self._nudged = True
+            self._changed.notify_all()
 
     def reroute(self) -> None:
         """The directory changed: devices it added need their own filter while others are apart."""
@@ -189,14 +196,15 @@ class LaneLink:
         return self.main.backlog()
 
     def _run(self) -> None:
-        """Apply what `want` and `reroute` ask for; idle, wake every RETRY_S (to drop leftovers, and to
-        bring the slow lane's devices back while its session is down) or RELEASE_S while acks are held."""
+        """Keep the lanes as `flooding` says: looked at when nudged, and every RETRY_S (a device quiet
+        for the hold time comes back; leftovers are dropped; the slow lane's devices come back while
+        its session is down), or every RELEASE_S while acks are held."""
         warned = False
         while True:
             with self._changed:
                 if self._stopping:
                     return
-                wanted, reroute, self._reroute = self._wanted, self._reroute, False
+                reroute, self._reroute, self._nudged = self._reroute, False, False
             done = True
             try:
                 self._tidy()
@@ -204,6 +212,7 @@ class LaneLink:
                 if self.slow.fatal_error and not warned:
                     warned = True
                     log.error("no slow lane, a flooding device will delay the others: %s", self.slow.fatal_error)
+                wanted = self._flooding()
                 if not self.slow.connected:
                     wanted = frozenset()  # its session may be gone (a broker without persistence): main hears all
                 if wanted != self._slowed or reroute:
@@ -216,7 +225,9 @@ class LaneLink:
                 log.exception("could not move devices between the gateway's sessions")
                 done = False
             with self._changed:
-                if not done or (self._wanted == self._slowed and not self._reroute and not self._stopping):
+                if not done:
+                    self._changed.wait(RETRY_S)  # the broker did not confirm: not again at once
+                elif not (self._nudged or self._reroute or self._stopping):
                     self._changed.wait(RELEASE_S if self._held else RETRY_S)
 
     def _tidy(self) -> None:

@@ -19,7 +19,6 @@ from paho.mqtt.properties import Properties
 
 from core.clock import Clock, SystemClock
 from core.config import BrokerAddress, Settings
-from gateway.link import Filters
 from gateway.messages import Received
 from gateway.subscriptions import Subscriptions
 
@@ -199,11 +198,6 @@ class MqttLink:
         self.subscriptions.connected()
 
     @property
-    def filters(self) -> Filters:
-        """What this session subscribes to now (and again at every reconnect)."""
-        return self.subscriptions.filters
-
-    @property
     def connected(self) -> bool:
         return bool(self._client.is_connected())
 
@@ -212,7 +206,7 @@ class MqttLink:
         if refused:
             log.error("broker refused %d of the subscriptions (lane %d): check the account's ACL", refused, self._lane)
             return
-        filters = [f for f, _ in self.filters]
+        filters = [f for f, _ in self.subscriptions.filters]
         shown = ", ".join(filters[:3]) + (f" and {len(filters) - 3} more" if len(filters) > 3 else "")
         log.info("subscribed to %s (lane %d)", shown, self._lane)
 

@@ -83,20 +83,19 @@ class Gateway:
         self.shed = 0  # QoS 0 messages refused because the inbox was full
 
     def _receive(self, msg: Received) -> None:
-        """On the network threads: queue the message, or count it when the inbox sheds it."""
-        if self._counts_as_traffic(msg) and self._flood.seen(source_of(msg)):
-            self._steer()  # now, not after the batch in hand: the flood reaches the main session until moved
-        if not self._inbox.put(msg):
+        """On the network threads: queue the message, or count it when the inbox sheds it. A device
+        that goes over the flood limit is moved at once, not after the batch in hand: until it is,
+        its flood reaches the main session. Retained messages (every device's last status comes at
+        each subscription to the wildcard) and the gateway's own output are not a device's traffic."""
+        source = source_of(msg)
+        traffic = not msg.retain and not is_own_output(msg.topic)
+        if traffic and self._flood.seen(source) and isinstance(self.link, LaneLink):
+            self.link.nudge()
+        if not self._inbox.put(msg, source):
             metrics.SHED.inc()
             self.shed += 1
             if self.shed % 1000 == 1:  # a line now and then, not one per message
                 log.warning("inbox full: %d QoS 0 messages shed so far (latest on %s)", self.shed, msg.topic)
-
-    @staticmethod
-    def _counts_as_traffic(msg: Received) -> bool:
-        """What a device sends now: not a retained message (every device's last status comes at each
-        subscription to the wildcard) nor one of the gateway's own publications coming back."""
-        return not msg.retain and not is_own_output(msg.topic)
 
     def _mqtt_link(self, sink: Sink, filters: Filters) -> Link:
         def report(up: bool) -> None:
@@ -119,7 +118,7 @@ class Gateway:
             receive_maximum=SLOW_LANE_RECEIVE_MAXIMUM,
             broker=broker,
         )
-        return LaneLink(main, slow, self._device_sources)
+        return LaneLink(main, slow, self._device_sources, self._flood.flooding)
 
     def _device_sources(self) -> list[str]:
         """The directory's devices as the inbox names them (`site/device`)."""
@@ -131,11 +130,6 @@ class Gateway:
             return {}
         share = min(SLOW_LANE_BATCH_SHARE, self._settings.batch_max_per_device)
         return dict.fromkeys(self.link.slowed, share)
-
-    def _steer(self) -> None:
-        """Between batches: tell the link which devices flood now (it moves them on its own thread)."""
-        if isinstance(self.link, LaneLink):
-            self.link.want(self._flood.flooding())
 
     def start(self) -> None:
         self._reload_directory()
@@ -165,7 +159,6 @@ class Gateway:
             if committed is not None:
                 self._answerer.deliver(committed)
             done += len(batch)
-            self._steer()
         return done
 
     def publish_events(self, events: Sequence[Outbound]) -> None:
@@ -222,7 +215,6 @@ class Gateway:
                     committed = self._process(batch)
                     if committed is not None:  # the answer thread publishes and acks, in commit order
                         self._answerer.put(committed)
-                self._steer()
                 self._reload_if_stale()
             except Exception:  # a bug must not end the worker: its batch stays unacked, redelivered
                 log.exception("gateway worker failed on a batch of %d messages; going on", len(batch))

@@ -22,13 +22,17 @@ from tests.support.mqtt import SitePeers, end_gateway_sessions, wait_until
 __all__ = ["SecuredBroker", "ShippedMosquitto", "demo_accounts"]
 
 
-def gateway_settings(broker: MosquittoBroker, db_url: str, username: str = GATEWAY_ACCOUNT) -> Settings:
-    """The gateway logged in with a gateway account; the client id is the username (Mosquitto makes it so)."""
+def gateway_settings(
+    broker: MosquittoBroker | EmbeddedTestBroker, db_url: str, username: str = GATEWAY_ACCOUNT
+) -> Settings:
+    """The gateway logged in with a gateway account; the client id is the username (Mosquitto makes it
+    so), over the MQTT version the broker speaks (the embedded one: 3.1.1 only)."""
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
         mqtt_url=broker.url_for(username),
         database_url=db_url,
         mqtt_client_id=username,
+        mqtt_protocol=getattr(broker, "protocol", "5"),
     )
 
 
@@ -99,14 +103,7 @@ def secured_broker(request: pytest.FixtureRequest, demo_site: SiteFile) -> Itera
 @pytest.fixture
 def secured_gateway(secured_broker: SecuredBroker, engine: Engine, db_url: str) -> Iterator[Gateway]:
     """The gateway logged in with its own account and client id on `secured_broker`."""
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        mqtt_url=secured_broker.url_for(GATEWAY_ACCOUNT),
-        database_url=db_url,
-        mqtt_client_id=GATEWAY_ACCOUNT,
-        mqtt_protocol=secured_broker.protocol,
-    )
-    gw = Gateway(settings, engine)
+    gw = Gateway(gateway_settings(secured_broker, db_url), engine)
     gw.start()
     wait_until(gw.link.subscribed.is_set, what="gateway subscription")
     yield gw

@@ -35,8 +35,8 @@ FLOODER, OTHER = "rdr-h02", "rdr-h01"
 LIMIT = 50
 
 
-def _settings(mosquitto: MosquittoBroker, db_url: str, **overrides: object) -> Settings:
-    return gateway_settings(mosquitto, db_url).model_copy(
+def _settings(broker: MosquittoBroker | EmbeddedTestBroker, db_url: str, **overrides: object) -> Settings:
+    return gateway_settings(broker, db_url).model_copy(
         update={"flood_msgs_per_s": LIMIT, "flood_hold_s": 60, **overrides}
     )
 
@@ -91,8 +91,8 @@ def test_a_flooding_reader_queues_apart_loses_nothing_and_comes_back_after_the_h
     try:
         _flood(peer, _tag(demo_site), 2000, "fld")
         wait_until(lambda: lanes.slowed == {f"{SITE}/{FLOODER}"}, what="the flooder moved to the slow lane")
-        assert {f for f, _ in lanes.slow.filters} == set(slow_lane_filters(f"{SITE}/{FLOODER}"))
-        main = {f for f, _ in lanes.main.filters}
+        assert {f for f, _ in lanes.slow.subscriptions.filters} == set(slow_lane_filters(f"{SITE}/{FLOODER}"))
+        main = {f for f, _ in lanes.main.subscriptions.filters}
         assert device_filter(f"{SITE}/{OTHER}") in main and device_filter(f"{SITE}/{FLOODER}") not in main
         assert SUBSCRIPTIONS[0][0] not in main, "the wildcard would still bring the flood to the main session"
 
@@ -101,7 +101,10 @@ def test_a_flooding_reader_queues_apart_loses_nothing_and_comes_back_after_the_h
         wait_until(lambda: _stored(engine, FLOODER) == 2000, timeout=60, what="every flood tap stored")
 
         clock.advance(61)  # quiet for the hold time: back in the main lane, on the wildcard again
-        wait_until(lambda: lanes.main.filters == SUBSCRIPTIONS and lanes.slow.filters == (), what="lanes restored")
+        wait_until(
+            lambda: lanes.main.subscriptions.filters == SUBSCRIPTIONS and lanes.slow.subscriptions.filters == (),
+            what="lanes restored",
+        )
         before = lanes.main.received
         _flood(peer, _tag(demo_site), 1, "after")
         wait_until(lambda: _stored(engine, FLOODER) == 2001, what="a tap after the flood")
@@ -146,15 +149,7 @@ def test_the_slow_lane_works_on_the_embedded_broker_too(
     embedded: EmbeddedTestBroker, engine: Engine, db_url: str, demo_site: SiteFile
 ) -> None:
     """The demo's broker (amqtt, MQTT 3.1.1: no No Local, no Receive Maximum) with its own accounts."""
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        mqtt_url=embedded.url_for(GATEWAY_ACCOUNT),
-        database_url=db_url,
-        mqtt_client_id=GATEWAY_ACCOUNT,
-        mqtt_protocol=embedded.protocol,
-        flood_msgs_per_s=LIMIT,
-    )
-    gw = _start(settings, engine, FakeClock(datetime.now(UTC)))
+    gw = _start(_settings(embedded, db_url), engine, FakeClock(datetime.now(UTC)))
     peer = SitePeers(embedded, subscribe=(f"patrol/v1/{SITE}/reader/+/ack",))
     try:
         _flood(peer, _tag(demo_site), 300, "emb")
