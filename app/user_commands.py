@@ -32,22 +32,22 @@ def _in_transaction(settings: Settings, work: Callable[[Session], T]) -> T | Non
         engine.dispose()
 
 
-def _read_password(args: argparse.Namespace) -> str:
+def _read_password(args: argparse.Namespace) -> str | None:
+    """From stdin, or asked twice; None (and said why) when the two differ."""
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("New password: ")
     if getpass.getpass("Again: ") != first:
-        raise ValueError("the two passwords differ: nothing changed")
+        print("error: the two passwords differ: nothing changed", file=sys.stderr)
+        return None
     return first
 
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.auth import create_user
 
-    try:
-        password = _read_password(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    password = _read_password(args)
+    if password is None:
         return 1
     role = Role(args.role)
     created = _in_transaction(
@@ -63,10 +63,8 @@ def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
     """A new password; the user's tokens are revoked, so every session of theirs must log in again."""
     from server.auth import set_password
 
-    try:
-        password = _read_password(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    password = _read_password(args)
+    if password is None:
         return 1
 
     def change(session: Session) -> bool:

@@ -41,12 +41,11 @@ from typing import Any  # noqa: E402
 
 from sqlalchemy import Engine, delete, insert, text  # noqa: E402
 
-from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess  # noqa: E402
 from bench.ingest import prepare_database  # noqa: E402
-from bench.mqtt_load import Login, Publisher, bench_broker, device_logins, paced, tap_messages  # noqa: E402
+from bench.mqtt_load import Login, Publisher, bench_broker, demo_tags, device_logins, paced, tap_messages  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
-from bench.report import fmt, machine_line  # noqa: E402
+from bench.report import fmt, machine_line, print_problems_of, print_table  # noqa: E402
 from bench.runs import percentile, signin_count  # noqa: E402
 from core.clock import SystemClock  # noqa: E402
 from core.deadlines import Deadline  # noqa: E402
@@ -54,7 +53,6 @@ from core.outbound import Outbound  # noqa: E402
 from gateway.sweeper import Sweeper  # noqa: E402
 from storage.db import session_factory  # noqa: E402
 from storage.models import DeadlineRow  # noqa: E402
-from storage.sitefile.parse import parse_site_file  # noqa: E402
 from tests.support.databases import postgres_database  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 
@@ -157,7 +155,7 @@ def ingest_run(
     publisher = None
     try:
         gateway.start()
-        tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
+        tags = demo_tags()
         seconds = 3.0 + args.spread + 3.0  # the stream covers the whole run: lead, spread, tail
         publisher = ctx.Process(
             target=paced_taps, args=(device_logins(broker), args.rate, seconds, tags, out), daemon=True
@@ -197,13 +195,9 @@ def print_report(args: argparse.Namespace, version: str, runs: list[RunResult]) 
         ("taps committed meanwhile", lambda r: f"{r.taps:,}" if r.name != "quiet" else "-"),
         ("  taps/s", lambda r: fmt(r.taps / r.seconds) if r.name != "quiet" else "-"),
     ]
-    print(f"{'':32}" + "".join(f"{r.name:>22}" for r in runs))
-    for label, get in rows:
-        print(f"{label:32}" + "".join(f"{get(r):>22}" for r in runs))
+    print_table(rows, runs, [r.name for r in runs])
     print("\nreference target (not checked): fire lag p99 < 1 s with the ingest stream running")
-    for r in runs:
-        for problem in r.problems:
-            print(f"PROBLEM {r.name}: {problem}")
+    print_problems_of(runs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

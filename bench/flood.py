@@ -44,28 +44,27 @@ from typing import Any  # noqa: E402
 
 from sqlalchemy import Engine, func, select  # noqa: E402
 
-from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess, PeakRss  # noqa: E402
 from bench.ingest import prepare_database  # noqa: E402
 from bench.mqtt_load import (  # noqa: E402
     POLL_S,
     Login,
     Publisher,
-    bench_broker,
     connect,
+    demo_tags,
     device_logins,
     login,
     new_client,
+    running_broker,
 )
 from bench.progress import log, work_dir  # noqa: E402
-from bench.report import fmt, machine_line  # noqa: E402
+from bench.report import database_kinds, fmt, machine_line, print_problems_of, print_table  # noqa: E402
 from bench.runs import percentile  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.contract import ack_topic, tap_topic  # noqa: E402
 from storage.models import QuarantinedMessage  # noqa: E402
 from storage.models.ingest import QuarantineBudget  # noqa: E402
 from storage.quarantine import DETAIL_CHARS, KEEP_BYTES, TOPIC_CHARS  # noqa: E402
-from storage.sitefile.parse import parse_site_file  # noqa: E402
 from tests.support.accounts import OBSERVER  # noqa: E402
 from tests.support.databases import database  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
@@ -385,13 +384,9 @@ def print_report(args: Any, results: list[FloodResult]) -> None:
         ("  counted over budget", lambda r: f"{r.over_budget:,}"),
         ("gateway RSS ready → peak (MB)", lambda r: f"{fmt(r.rss_start_mb, 1)} → {fmt(r.rss_peak_mb, 1)}"),
     ]
-    print(f"{'':38}" + "".join(f"{r.name:>22}" for r in results))
-    for label, get in rows:
-        print(f"{label:38}" + "".join(f"{get(r):>22}" for r in results))
+    print_table(rows, results, [r.name for r in results])
     print("\nreference targets (not checked): p99 during the flood < 250 ms, gateway peak RSS < 300 MB")
-    for r in results:
-        for problem in r.problems:
-            print(f"PROBLEM {r.name}: {problem}")
+    print_problems_of(results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -409,31 +404,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep", action="store_true", help="keep the work dir (gateway logs, SQLite file)")
     args = p.parse_args(argv)
-    args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    args.databases = database_kinds(args.databases, p)
     args.lanes = [lane.strip() == "on" for lane in args.lanes.split(",") if lane.strip() in ("on", "off")]
-    unknown = set(args.databases) - {"postgresql", "sqlite"}
-    if not args.lanes or unknown or args.flood < 1 or args.rate <= 0 or args.idle_seconds <= 0:
-        p.error(f"bad arguments (unknown databases: {sorted(unknown)})" if unknown else "bad arguments")
+    if not args.lanes or args.flood < 1 or args.rate <= 0 or args.idle_seconds <= 0:
+        p.error("bad arguments")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-    broker = bench_broker()
+    tags = demo_tags()
     results: list[FloodResult] = []
-    with work_dir("patrol-flood-", args.keep) as workdir:
-        try:
-            broker.start()
-            log(f"mosquitto on 127.0.0.1:{broker.port}")
-            for kind in args.databases:
-                for slow_lane in args.lanes:
-                    try:
-                        results.append(run_database(kind, broker, workdir, tags, args, slow_lane))
-                    except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
-                        results.append(FloodResult(kind, slow_lane, problems=[f"{type(exc).__name__}: {exc}"]))
-        finally:
-            broker.cleanup()
+    with work_dir("patrol-flood-", args.keep) as workdir, running_broker() as broker:
+        for kind in args.databases:
+            for slow_lane in args.lanes:
+                try:
+                    results.append(run_database(kind, broker, workdir, tags, args, slow_lane))
+                except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
+                    results.append(FloodResult(kind, slow_lane, problems=[f"{type(exc).__name__}: {exc}"]))
     print_report(args, results)
     return 1 if any(r.problems for r in results) else 0
 

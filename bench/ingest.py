@@ -29,9 +29,9 @@ from sqlalchemy import Engine, text  # noqa: E402
 
 from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import GatewayProcess, PeakRss  # noqa: E402
-from bench.mqtt_load import AckCollector, bench_broker, run_baseline  # noqa: E402
+from bench.mqtt_load import AckCollector, demo_tags, run_baseline, running_broker  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
-from bench.report import print_report  # noqa: E402
+from bench.report import database_kinds, print_report  # noqa: E402
 from bench.runs import Context, DbResult, latency_run, throughput_run  # noqa: E402
 from storage.db import make_engine, migrate, session_factory, transaction  # noqa: E402
 from storage.sitefile.load import load_site  # noqa: E402
@@ -103,30 +103,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per throughput run (default 300)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (gateway logs, SQLite file)")
     args = p.parse_args(argv)
-    args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
-    unknown = set(args.databases) - {"postgresql", "sqlite"}
-    if unknown or args.taps < 2 or args.rate < 1 or args.paced_seconds <= 0:
-        p.error(f"bad arguments (unknown databases: {sorted(unknown)})" if unknown else "bad arguments")
+    args.databases = database_kinds(args.databases, p)
+    if args.taps < 2 or args.rate < 1 or args.paced_seconds <= 0:
+        p.error("bad arguments")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-    broker = bench_broker()
+    tags = demo_tags()
     results: list[DbResult] = []
-    with work_dir("patrol-bench-", args.keep) as workdir:
-        try:
-            broker.start()
-            log(f"mosquitto on 127.0.0.1:{broker.port}; baseline: {args.taps} taps")
-            baseline = run_baseline(broker, args.taps, tags, timeout_s=args.timeout)
-            for kind in args.databases:
-                try:
-                    results.append(run_database(kind, broker, workdir, tags, args))
-                except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
-                    results.append(DbResult(kind, problems=[f"{type(exc).__name__}: {exc}"]))
-        finally:
-            broker.cleanup()
+    with work_dir("patrol-bench-", args.keep) as workdir, running_broker() as broker:
+        log(f"baseline: {args.taps} taps")
+        baseline = run_baseline(broker, args.taps, tags, timeout_s=args.timeout)
+        for kind in args.databases:
+            try:
+                results.append(run_database(kind, broker, workdir, tags, args))
+            except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
+                results.append(DbResult(kind, problems=[f"{type(exc).__name__}: {exc}"]))
     print_report(args, baseline, results)
     return 1 if "error" in baseline or any(r.problems for r in results) else 0
 

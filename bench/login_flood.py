@@ -45,17 +45,15 @@ from typing import Any  # noqa: E402
 
 import psutil  # noqa: E402
 
-from app.cli import DEMO_SITE  # noqa: E402
 from bench.api_load import PASSWORD, USER, HealthProbe, ServeProcess, flood_process  # noqa: E402
 from bench.gateway_process import CpuMeter, PeakRss  # noqa: E402
 from bench.ingest import prepare_database  # noqa: E402
-from bench.mqtt_load import AckCollector, Publisher, bench_broker, device_logins, paced, tap_messages  # noqa: E402
+from bench.mqtt_load import AckCollector, Publisher, demo_tags, device_logins, paced, running_broker, tap_messages  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
-from bench.report import fmt, machine_line  # noqa: E402
+from bench.report import fmt, machine_line, print_problems_of  # noqa: E402
 from bench.runs import percentile  # noqa: E402
 from server.auth import Role, create_user  # noqa: E402
 from storage.db import session_factory, transaction  # noqa: E402
-from storage.sitefile.parse import parse_site_file  # noqa: E402
 from tests.support.databases import database  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 
@@ -210,9 +208,7 @@ def print_report(args: Any, version: str, results: list[ModeResult]) -> None:
     for label, cell in rows:
         print(f"{label:30}" + "".join(f"{cell(r, ph):>16}" for r, ph, _label in cols))
     print("\nreference target (not checked): tap answer p99 < 250 ms with the flood running")
-    for r in results:
-        for problem in r.problems:
-            print(f"PROBLEM {r.name}: {problem}")
+    print_problems_of(results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -234,14 +230,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.tags = [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
-    broker = bench_broker()
+    args.tags = demo_tags()
     results: list[ModeResult] = []
     version = "?"
-    with work_dir("patrol-login-flood-", args.keep) as workdir:
+    with work_dir("patrol-login-flood-", args.keep) as workdir, running_broker() as broker:
         try:
-            broker.start()
-            log(f"mosquitto on 127.0.0.1:{broker.port}")
             with database(args.database, workdir) as url:
                 engine, version = prepare_database(url)
                 with transaction(session_factory(engine)) as session:
@@ -251,8 +244,6 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(run_mode(mode, broker, url, workdir, args))
         except Exception as exc:
             results.append(ModeResult("setup", problems=[f"{type(exc).__name__}: {exc}"]))
-        finally:
-            broker.cleanup()
     print_report(args, version, results)
     return 1 if any(r.problems for r in results) else 0
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from app.cli import DEMO_SITE
+from bench.progress import log
 from core.broker_access import device_username
 from core.contract import parse_topic, tap_topic
 from gateway.mqtt_link import RECEIVE_MAXIMUM  # the baseline asks the broker for what the gateway asks
@@ -58,6 +60,23 @@ class Login:
 def bench_broker() -> MosquittoBroker:
     """Mosquitto with the shipped rules and the demo site's accounts (tests/support/accounts.py)."""
     return MosquittoBroker(accounts=accounts_for_tests(parse_site_file(DEMO_SITE)))
+
+
+@contextmanager
+def running_broker() -> Iterator[MosquittoBroker]:
+    """`bench_broker()` started, and cleaned up however the run ends."""
+    broker = bench_broker()
+    try:
+        broker.start()
+        log(f"mosquitto on 127.0.0.1:{broker.port}")
+        yield broker
+    finally:
+        broker.cleanup()
+
+
+def demo_tags() -> list[str]:
+    """The demo site's checkpoint tags, which the benches' taps name."""
+    return [loc.tag for loc in parse_site_file(DEMO_SITE).locations if loc.tag]
 
 
 def login(broker: MosquittoBroker, username: str) -> Login:

@@ -7,9 +7,9 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import psutil
 
@@ -17,6 +17,38 @@ from bench.runs import DbResult
 from tests.support.mosquitto import MOSQUITTO
 
 Row = tuple[str, Callable[[DbResult], str]]
+DATABASES = ("postgresql", "sqlite")
+R = TypeVar("R")
+
+
+class Named(Protocol):
+    name: str
+    problems: list[str]
+
+
+def database_kinds(text: str, parser: argparse.ArgumentParser) -> list[str]:
+    """`--databases a,b`: the kinds named, or the parser's error naming the unknown ones."""
+    kinds = [d.strip() for d in text.split(",") if d.strip()]
+    unknown = sorted(set(kinds) - set(DATABASES))
+    if unknown or not kinds:
+        parser.error(f"--databases: unknown {unknown}, choose from {', '.join(DATABASES)}")
+    return kinds
+
+
+def print_table(rows: Sequence[tuple[str, Callable[[R], str]]], results: Sequence[R], names: Sequence[str]) -> None:
+    """One column per result, headed by its name; labels and cells as wide as they need."""
+    label_w = max(len(label) for label, _ in rows) + 2
+    cells = [[get(r) for r in results] for _, get in rows]
+    col_w = max(len(c) for c in [*names, *(c for row in cells for c in row)]) + 2
+    print(f"{'':{label_w}}" + "".join(f"{n:>{col_w}}" for n in names))
+    for (label, _), row in zip(rows, cells, strict=True):
+        print(f"{label:{label_w}}" + "".join(f"{c:>{col_w}}" for c in row))
+
+
+def print_problems_of(results: Iterable[Named]) -> None:
+    for r in results:
+        for problem in r.problems:
+            print(f"PROBLEM {r.name}: {problem}")
 
 
 def fmt(value: float, digits: int = 0) -> str:
@@ -66,9 +98,8 @@ def table_rows(taps: int, base: float) -> list[Row]:
 def print_problems(baseline: dict[str, Any], results: list[DbResult]) -> None:
     if "error" in baseline:
         print(f"PROBLEM baseline: {baseline['error']}")
+    print_problems_of(results)
     for r in results:
-        for problem in r.problems:
-            print(f"PROBLEM {r.name}: {problem}")
         for line, times in r.log_issues.most_common(8):
             print(f"gateway log {r.name}: {times:,} × {line[:200]}")
 
@@ -86,9 +117,7 @@ def print_report(args: argparse.Namespace, baseline: dict[str, Any], results: li
         f"({baseline.get('received', 0):,} msgs; publisher {fmt(baseline.get('publish_rate', math.nan))} msg/s)"
     )
     print()
-    print(f"{'':32}" + "".join(f"{r.name:>24}" for r in results))
-    for label, get in table_rows(args.taps, base):
-        print(f"{label:32}" + "".join(f"{get(r):>24}" for r in results))
+    print_table(table_rows(args.taps, base), results, [r.name for r in results])
     print(
         "\nreference targets (not checked): PostgreSQL >= 3,000 taps/s committed, >= 30 % of baseline, "
         "p99 < 250 ms at 1,000 taps/s offered, peak RSS < 300 MB"
