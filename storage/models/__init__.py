@@ -3,10 +3,22 @@
 from storage.models.auth import ApiToken, User
 from storage.models.base import Base, UTCDateTime, utcnow
 from storage.models.deadline import DeadlineRow
+from storage.models.incidents import (
+    Alarm,
+    AlarmSnooze,
+    OutboxMessage,
+    RuleState,
+    SensorLatest,
+    Ticket,
+    TicketEvent,
+    TicketStep,
+)
 from storage.models.ingest import InboundMessage, QuarantinedMessage, SignIn
 from storage.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
 
 __all__ = [
+    "Alarm",
+    "AlarmSnooze",
     "ApiToken",
     "Base",
     "Building",
@@ -16,11 +28,17 @@ __all__ = [
     "Floor",
     "InboundMessage",
     "Location",
+    "OutboxMessage",
     "QuarantinedMessage",
+    "RuleState",
+    "SensorLatest",
     "SignIn",
     "Site",
     "Staff",
     "Tag",
+    "Ticket",
+    "TicketEvent",
+    "TicketStep",
     "UTCDateTime",
     "User",
     "utcnow",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storage.models.base import Base, UTCDateTime
@@ -17,6 +18,10 @@ class Site(Base):
     name_zh: Mapped[str] = mapped_column(String(200))
     name_en: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    # the site file's `alarm_rules:` and `roster:` sections as validated JSON (core.alarm_rules,
+    # core.escalation): read with the directory, so the gateway judges readings without a query
+    alarm_rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    roster: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     buildings: Mapped[list[Building]] = relationship(back_populates="site", order_by="Building.code")
 
