@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -114,16 +114,78 @@ class DeviceStatusEvent(_Event):
         return ("device", self.device, "status")
 
 
-OutEvent = Annotated[SignInBatch | DeviceStatusEvent, Field(discriminator="type")]
-LiveEvent = SignInEvent | DeviceStatusEvent  # what a browser gets: sign-ins one at a time
-_OUT_EVENT: TypeAdapter[SignInBatch | DeviceStatusEvent] = TypeAdapter(OutEvent)
+class AlarmEvent(_Event):
+    """A change of one alarm, on `out/alarm/{device}/{alarm_type}`: raised, rose, fell, repeated,
+    cleared, acknowledged, flapping, snoozed. Carries the whole alarm as it now is, so a screen
+    needs no second request; a flapping alarm's repeats are sent with `quiet` set."""
+
+    type: Literal["alarm"] = "alarm"
+    change: str
+    id: int
+    device: str
+    alarm_type: str
+    severity: str
+    peak_severity: str
+    active: bool
+    acknowledged: bool
+    count: int
+    last_value: dict[str, Any] = Field(default_factory=dict)
+    opened_at: datetime
+    last_seen: datetime
+    cleared_at: datetime | None = None
+    acknowledged_by: str | None = None
+    comment: str | None = None
+    flapping: bool = False
+    quiet: bool = False
+    ticket_id: int | None = None
+    location: Name | None = None
+    building: str | None = None
+    floor: int | None = None
+    at: datetime
+
+    def topic_path(self) -> tuple[str, ...]:
+        return ("alarm", self.device, self.alarm_type)
+
+
+class TicketEvent(_Event):
+    """A change of one ticket, on `out/ticket/{id}`: opened, alarm attached, step checked,
+    acknowledged, escalated, reminder, alarm cleared, closed, muster (P5 §1). `recipients` are
+    the staff codes notified by an escalation, a reminder or a muster."""
+
+    type: Literal["ticket"] = "ticket"
+    change: str
+    id: int
+    procedure: str
+    title: Name
+    severity: str
+    state: str
+    departments: list[str]
+    first_responder: str | None = None
+    escalation_level: str | None = None
+    recipients: list[str] = Field(default_factory=list)
+    deadlines: dict[str, datetime] = Field(default_factory=dict)
+    device: str | None = None
+    location: Name | None = None
+    actor: str
+    at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    def topic_path(self) -> tuple[str, ...]:
+        return ("ticket", str(self.id))
+
+
+OutEventType = SignInBatch | DeviceStatusEvent | AlarmEvent | TicketEvent
+OutEvent = Annotated[OutEventType, Field(discriminator="type")]
+#: what a browser gets: sign-ins one at a time, everything else as published
+LiveEvent = SignInEvent | DeviceStatusEvent | AlarmEvent | TicketEvent
+_OUT_EVENT: TypeAdapter[OutEventType] = TypeAdapter(OutEvent)
 
 
 def out_topic(site: str, *parts: str) -> str:
     return "/".join((PREFIX, site, "out", *parts))
 
 
-def event_topic(site: str, event: SignInBatch | DeviceStatusEvent) -> str:
+def event_topic(site: str, event: OutEventType) -> str:
     return out_topic(site, *event.topic_path())
 
 
@@ -137,7 +199,7 @@ class Outbound:
     """An event for a site's out/ topics, decided in a transaction and published after its commit."""
 
     site: str
-    event: SignInBatch | DeviceStatusEvent
+    event: OutEventType
 
     @property
     def topic(self) -> str:

@@ -78,7 +78,14 @@ def load_site(session: Session, spec: SiteFile) -> LoadSummary:
     summary = LoadSummary(site=spec.site.code)
     s = spec.site
     site = session.scalar(select(Site).where(Site.code == s.code))
-    site_values = {"code": s.code, "name_zh": s.name.zh, "name_en": s.name.en, "timezone": s.timezone}
+    site_values = {
+        "code": s.code,
+        "name_zh": s.name.zh,
+        "name_en": s.name.en,
+        "timezone": s.timezone,
+        "alarm_rules": spec.alarm_rules.model_dump(mode="json", exclude_unset=True),
+        "roster": spec.roster.model_dump(mode="json", by_alias=True),
+    }
     site = _upsert(session, summary, "site", Site, {s.code: site} if site else {}, s.code, site_values)
     session.flush()
     sid = site.id

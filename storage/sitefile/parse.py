@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from core.alarm_rules_config import check_devices
 from storage.sitefile.schema import SiteFile
 
 Path_ = tuple[str | int, ...]
@@ -124,6 +125,12 @@ def check_references(site: SiteFile, lines: dict[Path_, int]) -> list[Problem]:
             bad(("devices", i, "holder"), f"holder {dev.holder!r} is not in `staff`")
         if dev.location is not None and dev.location not in locations:
             bad(("devices", i, "location"), f"location {dev.location!r} is not in `locations`")
+    for message in check_devices(site.alarm_rules, {d.code: d.kind for d in site.devices}):
+        code = message.split(":", 1)[0].rsplit(".", 1)[-1]
+        bad(("alarm_rules", "devices", code), message.split(": ", 1)[1])
+    for i, entry in enumerate(site.roster.root):
+        if entry.staff not in staff:
+            bad(("roster", i, "staff"), f"staff {entry.staff!r} is not in `staff`: add them there or fix the code")
     return problems
 
 

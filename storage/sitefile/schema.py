@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from core.alarm_rules_config import AlarmRulesSpec
 from core.directory import DeviceKind
+from core.escalation import RosterSpec
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$"), AfterValidator(str.upper)]
@@ -122,3 +124,7 @@ class SiteFile(_Strict):
     locations: list[LocationSpec] = []
     staff: list[StaffSpec] = []
     devices: list[DeviceSpec] = []
+    #: thresholds, durations and hysteresis per sensor kind and per device (core.alarm_rules_config)
+    alarm_rules: AlarmRulesSpec = AlarmRulesSpec()
+    #: who is on duty when (core.escalation): escalation and the emergency muster read it
+    roster: RosterSpec = RosterSpec()
