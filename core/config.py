@@ -110,6 +110,17 @@ class Settings(BaseSettings):
         default=1000, ge=0, le=5000, description="a refused login (401/429) is answered this much later"
     )
     telemetry_retention_days: int = Field(default=30, ge=1, description="raw readings kept in SQL this long")
+    influx_url: str | None = Field(
+        default=None,
+        pattern=r"^(https?://.+)?$",  # empty (as compose passes an unset variable): SQL only
+        description="InfluxDB v2 (http://host:8086) that receives sensor readings; unset: they stay in SQL only",
+    )
+    influx_token: SecretStr | None = Field(default=None, description="an InfluxDB API token with write access")
+    influx_org: str = "patrol"
+    influx_bucket: str = "telemetry"
+    influx_timeout_s: float = Field(
+        default=5, gt=0, le=120, description="a batch not written in this time is retried: its messages are not acked"
+    )
     clock_past_window_s: int = Field(
         default=int(DEFAULT_PAST.total_seconds()),
         ge=60,
