@@ -19,6 +19,7 @@ from core.config import Settings
 from gateway.housekeeping import ensure_housekeeping
 from gateway.pipeline import Gateway
 from gateway.sweeper import Sweeper
+from gateway.webhook_worker import WebhookWorker
 from server.api.app import create_app
 from storage.db import open_database, session_factory, transaction
 
@@ -36,6 +37,7 @@ class Runtime:
     broker: EmbeddedBroker | None = None
     gateway: Gateway | None = None
     sweeper: Sweeper | None = None
+    webhooks: WebhookWorker | None = None
     clock: Clock = field(default_factory=SystemClock)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -69,10 +71,13 @@ class Runtime:
         sessions = session_factory(self.engine)
         with transaction(sessions) as session:
             ensure_housekeeping(session, self.clock.now())
-        self.sweeper = Sweeper(
-            sessions, self.clock, deadline_handlers(self.settings), publish=self.gateway.publish_events
-        )
+        handlers = deadline_handlers(self.settings, self.gateway.incidents)
+        self.sweeper = Sweeper(sessions, self.clock, handlers, publish=self.gateway.publish_events)
         self.sweeper.start()
+        s = self.settings  # notices wait in the outbox; a dead receiver never holds up the gateway
+        targets = s.webhook_targets
+        self.webhooks = WebhookWorker(sessions, self.clock, targets, s.webhook_group_wait_s, s.webhook_timeout_s)
+        self.webhooks.start()
         return self.gateway
 
     def serve_api(self) -> None:
@@ -115,6 +120,8 @@ class Runtime:
 
     def shutdown(self) -> None:
         self.stop_event.set()
+        if self.webhooks:
+            self.webhooks.stop()
         if self.sweeper:
             self.sweeper.stop()
         if self.gateway:

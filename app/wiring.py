@@ -8,6 +8,8 @@ from collections.abc import Callable
 from core.config import Settings
 from core.deadlines import DeadlineHandler
 from gateway.housekeeping import housekeeping_handlers
+from gateway.incident_deadlines import incident_handlers
+from gateway.incidents import Incidents, incidents_from_settings
 from gateway.live_source import LiveSource
 from server.live import FeedSource, LiveHub
 
@@ -27,6 +29,10 @@ def live_source(settings: Settings) -> Callable[[LiveHub], FeedSource]:
     return build
 
 
-def deadline_handlers(settings: Settings) -> dict[str, DeadlineHandler]:
-    """Every deadline kind and its handler (patrol rounds, alarms and tickets add theirs here)."""
-    return housekeeping_handlers(settings.telemetry_retention_days, quarantine_days=settings.quarantine_retention_days)
+def deadline_handlers(settings: Settings, incidents: Incidents | None = None) -> dict[str, DeadlineHandler]:
+    """Every deadline kind and its handler: housekeeping, alarm rules, silence, escalation, and
+    out/ events decided by the API (patrol rounds add theirs here)."""
+    handlers = housekeeping_handlers(
+        settings.telemetry_retention_days, quarantine_days=settings.quarantine_retention_days
+    )
+    return {**handlers, **incident_handlers(incidents or incidents_from_settings(settings))}

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.device_clock import DEFAULT_FUTURE, DEFAULT_PAST, ClockWindow
+from core.webhooks import WebhookTarget, parse_targets
 
 EMBEDDED_BROKER_HOST = "127.0.0.1"
 EMBEDDED_BROKER_PORT = 1884
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
         default=1000, ge=0, le=5000, description="a refused login (401/429) is answered this much later"
     )
     telemetry_retention_days: int = Field(default=30, ge=1, description="raw readings kept in SQL this long")
+    procedures_dir: Path | None = Field(
+        default=None,
+        description="a directory of the company's own procedure files (one YAML per incident type, all of them),"
+        " replacing the shipped ones (docs/procedures.md)",
+    )
     influx_url: str | None = Field(
         default=None,
         pattern=r"^(https?://.+)?$",  # empty (as compose passes an unset variable): SQL only
@@ -140,6 +146,20 @@ class Settings(BaseSettings):
     refused_answers_per_reader_s: int = Field(
         default=20, ge=1, description="red answers a second to one reader at most (a flood loses the rest)"
     )
+    webhooks: str = Field(
+        default="",
+        repr=False,  # robot URLs carry their keys, and secrets sign
+        description='webhook targets as a JSON list, e.g. [{"name": "ops", "url": "https://…", "format": "wecom"}]'
+        " (core.webhooks.WebhookTarget: generic, wecom, dingtalk, feishu); empty: no notifications",
+    )
+    webhook_group_wait_s: float = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="notices for one target wait this long so a burst goes out as one message (Alertmanager's"
+        " group_wait)",
+    )
+    webhook_timeout_s: float = Field(default=5, gt=0, le=120, description="a post to a webhook gives up after this")
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -173,6 +193,17 @@ class Settings(BaseSettings):
                 f"PATROL_ENV=prod refuses a plain-HTTP API on {self.api_host}: set PATROL_API_TLS_CERT and "
                 "PATROL_API_TLS_KEY, or PATROL_API_BEHIND_TLS_PROXY=true when a reverse proxy terminates TLS"
             )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks_parse(cls, value: str) -> str:
+        parse_targets(value)  # WebhookConfigError (a ValueError) names the target and what to change
+        return value
+
+    @property
+    def webhook_targets(self) -> list[WebhookTarget]:
+        """The targets of PATROL_WEBHOOKS (validated when the settings were read)."""
+        return parse_targets(self.webhooks)
 
     @property
     def clock_window(self) -> ClockWindow:

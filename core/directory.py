@@ -7,7 +7,7 @@ database when a site file is loaded or an unknown device shows up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from core.contract import SensorKind
 
@@ -35,6 +35,11 @@ class DeviceEntry:
     kind: str
     location_id: int | None
     holder_id: int | None
+    # where a mounted device is, for alarms' roll-ups, routing and telemetry tags
+    building_id: int | None = None
+    building: str | None = None  # the building's code
+    floor: int | None = None  # 1 = ground floor, -1 = first basement
+    location: str | None = None  # the location's code
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,12 @@ class TagEntry:
     uid: str
     location_id: int | None
     staff_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRules:
+    timezone: str
+    alarm_rules: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,8 @@ class Directory:
     tags: dict[tuple[int, str], TagEntry] = field(default_factory=dict)  # (site id, UPPER uid)
     locations: dict[int, Named] = field(default_factory=dict)
     staff: dict[int, Named] = field(default_factory=dict)
+    #: per site id: its timezone and its site file's `alarm_rules:` section as stored (JSON)
+    site_rules: dict[int, SiteRules] = field(default_factory=dict)
 
     def device(self, site: str, code: str) -> DeviceEntry | None:
         return self.devices.get((site, code))

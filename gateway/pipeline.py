@@ -37,6 +37,7 @@ from gateway.decode import decode
 from gateway.effects import Effects
 from gateway.flood_watch import FloodWatch
 from gateway.handlers import HANDLERS, Context, Handler, apply_batch
+from gateway.incidents import Incidents, incidents_from_settings
 from gateway.lanes import SECOND, LaneLink
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
@@ -63,11 +64,13 @@ class Gateway:
         clock: Clock | None = None,
         link: LinkFactory | None = None,
         handlers: dict[str, Handler] | None = None,
+        incidents: Incidents | None = None,
     ) -> None:
         self._settings = settings
         self._clock: Clock = clock or SystemClock()
         self._sessions = session_factory(engine)
         self._handlers = dict(HANDLERS if handlers is None else handlers)
+        self.incidents = incidents or incidents_from_settings(settings)
         self._inbox: FairInbox[Received] = FairInbox(source_of, sheddable=lambda m: m.qos == 0)
         self._flood = FloodWatch(settings.flood_msgs_per_s, settings.flood_hold_s, self._clock.monotonic)
         filters = SUBSCRIPTIONS
@@ -252,6 +255,7 @@ class Gateway:
                 self._clock.now(),
                 self._settings.clock_window,
                 self._settings.quarantine_budget_per_hour,
+                self.incidents,
             )
             return apply_batch(session, accepted, rejected, ctx, self._handlers)
 

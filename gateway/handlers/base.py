@@ -16,6 +16,7 @@ from core.directory import Directory
 from core.ingest import first_of_each
 from gateway.effects import Effects
 from gateway.handlers.quarantine import handle_rejected
+from gateway.incidents import Incidents, default_incidents
 from gateway.messages import Accepted, Rejected
 from storage.bulk_insert import insert_messages
 from storage.message_log import MessageKey, stored_messages
@@ -24,12 +25,14 @@ from storage.message_log import MessageKey, stored_messages
 @dataclass(frozen=True, slots=True)
 class Context:
     """The directory the batch was decoded against, the clock's time when it was applied, where a
-    device's `ts` is believed (Settings.clock_window) and the quarantine's budget per source."""
+    device's `ts` is believed (Settings.clock_window), the quarantine's budget per source, and
+    the incident machinery (procedures, webhooks, telemetry sink, alarm rules)."""
 
     directory: Directory
     now: datetime
     clock_window: ClockWindow = field(default_factory=ClockWindow)
     quarantine_budget_per_hour: int = Settings.model_fields["quarantine_budget_per_hour"].default
+    incidents: Incidents = field(default_factory=default_incidents)
 
 
 #: A handler takes its messages of one batch (in arrival order) inside the batch's transaction.

@@ -12,7 +12,9 @@ from core.ingest import status_supersedes
 from core.outbound import DeviceStatusEvent, Outbound
 from gateway.effects import Effects
 from gateway.handlers.base import Context
+from gateway.handlers.readings import status_changed
 from gateway.messages import Accepted
+from storage.incident_notes import Told
 from storage.message_log import lock_rows
 from storage.models import Device
 
@@ -38,4 +40,20 @@ def handle_status(session: Session, msgs: list[Accepted], ctx: Context) -> Effec
         held[m.device.id] = at
         event = DeviceStatusEvent(device=m.device.code, kind=m.device.kind, **values)
         effects.events.append(Outbound(m.device.site_code, event))
+    _alarms(session, msgs, ctx, effects)
     return effects
+
+
+def _alarms(session: Session, msgs: list[Accepted], ctx: Context, effects: Effects) -> None:
+    """Offline (a Last Will, `online: false`) and low battery, judged at the broker's receipt time
+    (a Last Will has no `ts` of its own); all offline rule states first, then all battery ones,
+    each in device order, so two gateways lock them in the same order."""
+    told = Told()
+    ordered = sorted(msgs, key=lambda m: (m.device.id, m.raw.received_at))
+    for m in ordered:
+        status_changed(session, ctx, told, m.device, "offline", m.raw.received_at, online=m.model.online)
+    for m in ordered:
+        if m.model.battery_pct is not None:
+            at, pct = m.raw.received_at, m.model.battery_pct
+            status_changed(session, ctx, told, m.device, "low_battery", at, online=True, battery_pct=pct)
+    effects.events += told.events

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.outbound import parse_out
 from gateway.effects import Effects
 from gateway.handlers import Context
-from gateway.handlers.readings import handle_event
+from gateway.handlers.readings import handle_sensor_messages
 from gateway.messages import Accepted
 from storage.db import session_factory, transaction
 from storage.models import Device, InboundMessage, Location, QuarantinedMessage, SignIn
@@ -144,7 +144,7 @@ def test_a_handler_that_raises_costs_only_its_own_message(engine: Engine, db_url
     def fragile(session: Session, msgs: list[Accepted], ctx: Context) -> Effects:
         if any(m.msg_id == "poison" for m in msgs):
             raise ValueError("this handler cannot take a poison event")
-        return handle_event(session, msgs, ctx)
+        return handle_sensor_messages(session, msgs, ctx)
 
     rig = make_rig(engine, db_url, handlers={"event": fragile})
     event = f"patrol/v1/{SITE}/sensor/{GAS}/event"

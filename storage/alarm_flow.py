@@ -1,0 +1,256 @@
+"""What a rule decision does: the alarm raised, repeated, risen, fallen or cleared; its ticket
+opened or attached; the deadline that finishes a duration scheduled; everyone told.
+
+Called by the gateway (readings, events, status) and the deadline engine (durations, silence)
+in their transactions, with the rule state's row already locked (storage.alarms.lock_rule_state),
+so two gateways applying readings of one sensor decide one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.alarm_rules import SEVERITIES, Decision, severity_rank
+from core.outbound import Name
+from core.procedures import procedure_for_alarm
+from core.tickets import TicketRuleError
+from storage import alarms as rows
+from storage import deadlines, ticket_flow
+from storage.alarms import Where
+from storage.incident_notes import IncidentEnv, Told, alarm_event, alarm_notice, site_code, tell
+from storage.models import Alarm, Ticket
+from storage.tickets import add_event, source_key
+
+RULE_DUE = "alarm.rule_due"
+RANK: dict[str, int] = {str(s): severity_rank(s) for s in SEVERITIES}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The device an alarm is about, and where it is."""
+
+    device_id: int
+    site_id: int
+    site: str  # the site's code
+    device: str  # the device's code
+    where: Where
+
+
+def rule_subject(device_id: int, alarm_type: str) -> str:
+    return f"rule:{device_id}:{alarm_type}"
+
+
+def schedule_due(session: Session, src: Source, alarm_type: str, decision: Decision, now: datetime) -> None:
+    """A duration, clear delay or door limit completes at `due_at` even if no reading comes."""
+    subject = rule_subject(src.device_id, alarm_type)
+    if decision.due_at is None:
+        deadlines.cancel(session, RULE_DUE, subject, now)
+    else:
+        payload = {"device_id": src.device_id, "alarm_type": alarm_type}
+        deadlines.schedule(session, RULE_DUE, subject, decision.due_at, payload, now)
+
+
+def apply(
+    session: Session,
+    env: IncidentEnv,
+    told: Told,
+    src: Source,
+    alarm_type: str,
+    decision: Decision,
+    at: datetime,
+    now: datetime,
+    *,
+    value: Mapping[str, Any],
+    source: str = "rule",
+    code: str | None = None,
+) -> Alarm | None:
+    """The decision's effect on the alarm rows and tickets. Returns the alarm it touched."""
+    if decision.stale:
+        return None
+    shown = dict(value)
+    alarm: Alarm | None
+    if decision.action == "raise" and decision.severity is not None:
+        alarm = _raise(session, env, told, src, alarm_type, decision, at, now, shown, source, code)
+    else:
+        alarm = rows.active_alarm(session, src.device_id, alarm_type)
+        if alarm is None:
+            return None
+        if decision.action in ("rise", "fall") and decision.severity is not None:
+            _change(session, env, told, src, alarm, decision, at, now, shown)
+        elif decision.action == "clear":
+            _clear(session, env, told, src, alarm, decision, at, now, shown)
+        else:
+            rows.repeat(alarm, at, shown)
+    _flapping(session, env, told, src, alarm, decision, now)
+    return alarm
+
+
+def _raise(
+    session: Session,
+    env: IncidentEnv,
+    told: Told,
+    src: Source,
+    alarm_type: str,
+    decision: Decision,
+    at: datetime,
+    now: datetime,
+    value: dict[str, Any],
+    source: str,
+    code: str | None,
+) -> Alarm:
+    assert decision.severity is not None
+    alarm, created = rows.raise_alarm(
+        session,
+        site_id=src.site_id,
+        device_id=src.device_id,
+        alarm_type=alarm_type,
+        severity=decision.severity,
+        source=source,
+        at=at,
+        value=value,
+        where=src.where,
+        code=code,
+        flapping=decision.state.flapping,
+    )
+    if not created:
+        if RANK[decision.severity] > RANK[alarm.severity]:
+            rows.set_severity(alarm, decision.severity, RANK)
+        return alarm
+    snoozed = rows.snoozed_until(session, src.device_id, now) is not None
+    quiet = decision.quiet or snoozed
+    if not snoozed:
+        _ticket(session, env, told, src, alarm, now)
+    tell(
+        session,
+        env,
+        told,
+        src.site,
+        alarm_event(session, alarm, "raised", now, quiet=quiet),
+        None if quiet else alarm_notice(session, alarm, "alarm_raised", src.site, now),
+        now,
+    )
+    return alarm
+
+
+def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: Alarm, now: datetime) -> None:
+    """Open the alarm's emergency ticket, or attach the alarm to the open one of its source."""
+    procedure = ticket_flow.procedure_of(env, procedure_for_alarm(alarm.alarm_type))
+    ticket, created = ticket_flow.start(
+        session,
+        env,
+        told,
+        site_id=src.site_id,
+        procedure=procedure,
+        severity=alarm.severity,
+        now=now,
+        source=source_key(src.device_id, procedure.code),
+        device_id=src.device_id,
+        where=src.where,
+        detail={"alarm_id": alarm.id, "alarm_type": alarm.alarm_type},
+    )
+    alarm.ticket_id = ticket.id
+    if not created:
+        add_event(session, ticket.id, now, "system", "alarm_attached", {"alarm_id": alarm.id})
+        _raise_ticket_severity(ticket, alarm.severity)
+    _muster_if_gas(session, env, told, alarm, ticket, now)
+
+
+def _raise_ticket_severity(ticket: Ticket, severity: str) -> None:
+    if RANK.get(severity, 0) > RANK.get(ticket.severity, 0):
+        ticket.severity = severity
+
+
+def _muster_if_gas(session: Session, env: IncidentEnv, told: Told, alarm: Alarm, ticket: Ticket, now: datetime) -> None:
+    """P5 §1: a critical gas alarm (evacuate) calls every guard on duty, once per ticket."""
+    if alarm.alarm_type == "gas" and alarm.severity == "critical" and not (ticket.deadlines or {}).get("mustered"):
+        ticket_flow.muster(session, env, told, ticket, now)
+        ticket.deadlines = {**(ticket.deadlines or {}), "mustered": now.isoformat()}
+
+
+def _change(
+    session: Session,
+    env: IncidentEnv,
+    told: Told,
+    src: Source,
+    alarm: Alarm,
+    decision: Decision,
+    at: datetime,
+    now: datetime,
+    value: dict[str, Any],
+) -> None:
+    assert decision.severity is not None
+    rows.repeat(alarm, at, value)
+    rose = decision.action == "rise"
+    rows.set_severity(alarm, decision.severity, RANK)
+    notice = None
+    if rose and not decision.quiet:
+        notice = alarm_notice(session, alarm, "alarm_rose", src.site, now)
+    if rose and alarm.ticket_id is not None:
+        ticket = ticket_flow.locked(session, alarm.ticket_id)
+        _raise_ticket_severity(ticket, alarm.severity)
+        add_event(session, ticket.id, now, "system", "alarm_rose", {"alarm_id": alarm.id, "severity": alarm.severity})
+        if ticket.closed_at is None:
+            _muster_if_gas(session, env, told, alarm, ticket, now)
+    event = alarm_event(session, alarm, "rose" if rose else "fell", now, quiet=decision.quiet)
+    tell(session, env, told, src.site, event, notice, now)
+
+
+def _clear(
+    session: Session,
+    env: IncidentEnv,
+    told: Told,
+    src: Source,
+    alarm: Alarm,
+    decision: Decision,
+    at: datetime,
+    now: datetime,
+    value: dict[str, Any],
+) -> None:
+    rows.repeat(alarm, at, value)
+    alarm.count -= 1  # the clearing reading is no repeat of the alarm
+    rows.clear(alarm, at)
+    if alarm.ticket_id is not None:
+        ticket_flow.note_alarm_cleared(session, env, told, alarm.ticket_id, f"{alarm.alarm_type}#{alarm.id}", now)
+    notice = None if decision.quiet else alarm_notice(session, alarm, "alarm_cleared", src.site, now)
+    tell(session, env, told, src.site, alarm_event(session, alarm, "cleared", now, quiet=decision.quiet), notice, now)
+
+
+def _flapping(
+    session: Session, env: IncidentEnv, told: Told, src: Source, alarm: Alarm | None, decision: Decision, now: datetime
+) -> None:
+    """A flapping sensor notifies once when it starts and once when it settles, not every change."""
+    if alarm is None or not (decision.flapping_started or decision.flapping_ended):
+        return
+    alarm.flapping = decision.flapping_started
+    change = "flapping" if decision.flapping_started else "stable"
+    notice = alarm_notice(session, alarm, "alarm_flapping", src.site, now) if decision.flapping_started else None
+    tell(session, env, told, src.site, alarm_event(session, alarm, change, now), notice, now)
+
+
+def acknowledge(session: Session, env: IncidentEnv, alarm_id: int, by: str, comment: str | None, now: datetime) -> Told:
+    """The control room takes the alarm: recorded with who, when and the comment; its ticket, if
+    still unacknowledged, is acknowledged too, which stops the escalation."""
+    told = Told()
+    alarm = session.scalars(select(Alarm).where(Alarm.id == alarm_id).with_for_update()).one_or_none()
+    if alarm is None:
+        raise ticket_flow.NotFound(f"no alarm {alarm_id}")
+    if alarm.acknowledged_at is not None:
+        raise TicketRuleError(
+            "already_acknowledged",
+            Name(zh=f"告警已由 {alarm.acknowledged_by} 确认", en=f"Already acknowledged by {alarm.acknowledged_by}"),
+            "conflict",
+        )
+    alarm.acknowledged_at, alarm.acknowledged_by, alarm.ack_comment = now, by, comment
+    site = site_code(session, alarm.site_id)
+    tell(session, env, told, site, alarm_event(session, alarm, "acknowledged", now), None, now)
+    if alarm.ticket_id is not None:
+        ticket = ticket_flow.locked(session, alarm.ticket_id)
+        if ticket.state == "open":
+            told.events += ticket_flow.acknowledge(session, env, ticket.id, by, now).events
+    return told

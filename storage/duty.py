@@ -1,0 +1,70 @@
+"""Who is on duty and where the guards are: the site's roster and latest sign-ins, as the pure
+rules of core.escalation want them."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.escalation import DutyShift, GuardPosition, RosterSpec, muster_recipients, nearest_guard
+from storage.models import Building, Department, Floor, Location, SignIn, Site, Staff
+
+log = logging.getLogger(__name__)
+
+
+def roster_of(session: Session, site_id: int) -> tuple[list[DutyShift], str]:
+    """The site's duty shifts and its timezone. Shifts of staff no longer in the site file are
+    left out (the file loader refuses them; the database may be older than the rule)."""
+    site = session.get(Site, site_id)
+    if site is None:
+        return [], "Asia/Shanghai"
+    staff = {
+        code: (dept, position)
+        for code, dept, position in session.execute(
+            select(Staff.code, Department.code, Staff.position)
+            .join(Department, Department.id == Staff.department_id)
+            .where(Staff.site_id == site_id, Staff.active.is_(True))
+        )
+    }
+    spec = RosterSpec.model_validate(site.roster or [])
+    known = RosterSpec(root=[e for e in spec.root if e.staff in staff])
+    if len(known.root) != len(spec.root):
+        log.warning("site %s: roster names staff who are not active; they are left out", site.code)
+    return known.shifts(staff), site.timezone
+
+
+def first_responder(
+    session: Session, site_id: int, building_id: int | None, floor: int | None, now: datetime
+) -> str | None:
+    """The guard on duty nearest the place (same building, then nearest floor, by last sign-in)."""
+    roster, tz = roster_of(session, site_id)
+    on_duty = muster_recipients(roster, now, tz)
+    if not on_duty:
+        return None
+    building = session.get(Building, building_id) if building_id is not None else None
+    return nearest_guard(_positions(session, site_id, on_duty), building.code if building else None, floor)
+
+
+def _positions(session: Session, site_id: int, codes: list[str]) -> list[GuardPosition]:
+    guards = {
+        s.id: s.code for s in session.scalars(select(Staff).where(Staff.site_id == site_id, Staff.code.in_(codes)))
+    }
+    found: list[GuardPosition] = []
+    for staff_id, code in guards.items():
+        row = session.execute(
+            select(SignIn.tapped_at, Building.code, Floor.number)
+            .join(Location, Location.id == SignIn.location_id)
+            .outerjoin(Building, Building.id == Location.building_id)
+            .outerjoin(Floor, Floor.id == Location.floor_id)
+            .where(SignIn.guard_id == staff_id, SignIn.ok.is_(True))
+            .order_by(SignIn.tapped_at.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            found.append(GuardPosition(code, None, None, None))
+        else:
+            found.append(GuardPosition(code, row[1], row[2], row[0]))
+    return found
