@@ -24,7 +24,7 @@ from storage import alarms as rows
 from storage import deadlines, ticket_flow
 from storage.alarms import Where
 from storage.incident_notes import IncidentEnv, Told, alarm_event, alarm_notice, site_code, tell
-from storage.models import Alarm, Ticket
+from storage.models import Alarm, Ticket, TicketEvent
 from storage.tickets import add_event, source_key
 
 RULE_DUE = "alarm.rule_due"
@@ -168,9 +168,11 @@ def _raise_ticket_severity(ticket: Ticket, severity: str) -> None:
 
 def _muster_if_gas(session: Session, env: IncidentEnv, told: Told, alarm: Alarm, ticket: Ticket, now: datetime) -> None:
     """P5 §1: a critical gas alarm (evacuate) calls every guard on duty, once per ticket."""
-    if alarm.alarm_type == "gas" and alarm.severity == "critical" and not (ticket.deadlines or {}).get("mustered"):
+    if alarm.alarm_type != "gas" or alarm.severity != "critical":
+        return
+    called = select(TicketEvent.id).where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "muster").limit(1)
+    if session.execute(called).first() is None:
         ticket_flow.muster(session, env, told, ticket, now)
-        ticket.deadlines = {**(ticket.deadlines or {}), "mustered": now.isoformat()}
 
 
 def _change(

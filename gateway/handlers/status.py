@@ -49,7 +49,9 @@ def _alarms(session: Session, msgs: list[Accepted], ctx: Context, effects: Effec
     (a Last Will has no `ts` of its own); all offline rule states first, then all battery ones,
     each in device order, so two gateways lock them in the same order."""
     told = Told()
-    ordered = sorted(msgs, key=lambda m: (m.device.id, m.raw.received_at))
+    # a retained status replayed at (re)subscription is old news: the alarm it meant was judged then
+    live = [m for m in msgs if not m.raw.retain]
+    ordered = sorted(live, key=lambda m: (m.device.id, m.raw.received_at))
     for m in ordered:
         status_changed(session, ctx, told, m.device, "offline", m.raw.received_at, online=m.model.online)
     for m in ordered:
