@@ -5,9 +5,10 @@ API (published by the gateway, which holds the broker account that may write out
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.alarm_rules import evaluate_due, offline_due
@@ -20,6 +21,7 @@ from storage.alarm_flow import RULE_DUE, apply, schedule_due
 from storage.alarms import lock_rule_state, save_rule_state
 from storage.directory import device_entry
 from storage.incident_notes import OUT_PUBLISH, Told, stored_events
+from storage.models import Device, SensorLatest
 from storage.ticket_flow import ESCALATE, escalation_due
 
 
@@ -53,7 +55,10 @@ def incident_handlers(incidents: Incidents) -> dict[str, DeadlineHandler]:
             return []
         device, site = found
         rule = rule_for(site, device)
-        last_seen = datetime.fromisoformat(str(deadline.payload["last_seen"]))
+        scheduled_from = deadline.due_at - timedelta(seconds=rule.expected_interval_s * rule.missed_intervals)
+        reading = session.scalar(select(SensorLatest.observed_at).where(SensorLatest.device_id == device.id))
+        status = session.scalar(select(Device.status_at).where(Device.id == device.id, Device.online.is_(True)))
+        last_seen = max(t for t in (scheduled_from, reading, status) if t is not None)  # a reading or a heartbeat
         row_id, raw = lock_rule_state(session, device.id, "offline", now)
         decision = offline_due(rule, load_state(raw), last_seen, now)
         apply(
@@ -70,7 +75,7 @@ def incident_handlers(incidents: Incidents) -> dict[str, DeadlineHandler]:
         )
         save_rule_state(session, row_id, decision.state.to_json(), now)
         if decision.action is None and decision.due_at is not None and decision.due_at > now:
-            deadlines.schedule(session, SILENT, deadline.subject, decision.due_at, deadline.payload, now)
+            deadlines.schedule(session, SILENT, deadline.subject, decision.due_at, deadline.payload, now)  # heard since
         return told.events
 
     def escalate(session: Session, deadline: Deadline, now: datetime) -> Sequence[Outbound]:

@@ -73,6 +73,8 @@ def apply(
     """The decision's effect on the alarm rows and tickets. Returns the alarm it touched."""
     if decision.stale:
         return None
+    if decision.action is None and decision.state.severity is None and not decision.flapping_ended:
+        return None  # no alarm before or after: the common normal reading costs no query
     shown = dict(value)
     alarm: Alarm | None
     if decision.action == "raise" and decision.severity is not None:

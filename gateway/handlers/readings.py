@@ -102,10 +102,14 @@ def _judge(session: Session, ctx: Context, told: Told, msgs: list[Accepted], at:
         state = decision.state
     assert decision is not None
     save_rule_state(session, row_id, state.to_json(), ctx.now)
-    schedule_due(session, src, alarm_type, decision, ctx.now)
+    before = load_state(raw)
+    if decision.due_at is not None or before.pending or before.clearing or before.flapping:
+        schedule_due(session, src, alarm_type, decision, ctx.now)  # else no rule deadline can be pending
+    # the silence check: scheduled once, then moved by its own handler to the newest reading + limit
     last = max(at[key(m)] for m in msgs)
-    payload = {"device_id": device.id, "last_seen": last.isoformat()}
-    deadlines.schedule(session, SILENT, f"silent:{device.id}", silence_limit(rule, last), payload, ctx.now)
+    payload = {"device_id": device.id}
+    subject = f"silent:{device.id}"
+    deadlines.schedule(session, SILENT, subject, silence_limit(rule, last), payload, ctx.now, replace=False)
 
 
 def _back_online(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from app.wiring import deadline_handlers
 from core.config import Settings
@@ -177,3 +177,46 @@ def test_acknowledging_stops_the_escalation(rig: Rig) -> None:
     assert [level for _, level in sent][-1] in ("on_duty", "shift_leader")
     _minutes(rig, sweeper, 60)
     assert _escalations(rig, ticket_id) == sent
+
+
+def test_a_door_open_longer_than_its_limit_alarms_at_the_due_time_without_another_reading(rig: Rig) -> None:
+    """P1 §2.9: a machine-room door open longer than 10 min is an alarm; the duration completes
+    in the deadline engine at its due time, with no further reading from the sensor."""
+    sweeper = _sweeper(rig)
+    _reading(rig, "door-b1-pw", "d-1", "door", open=True)
+    rig.gateway.pump()
+    rig.clock.advance(9 * 60 + 59)
+    sweeper.sweep_once()
+    assert rig.count(select(func.count()).select_from(Alarm)) == 0, "not before its 10 minutes"
+    rig.clock.advance(1)
+    sweeper.sweep_once()
+    with session_factory(rig.engine)() as s:
+        alarm = s.scalars(select(Alarm)).one()
+        ticket = s.scalars(select(Ticket)).one()
+    assert (alarm.alarm_type, alarm.opened_at) == ("door_open", T0 + timedelta(minutes=10))
+    assert ticket.procedure == "door_open"
+
+
+def test_a_silent_sensor_goes_offline_and_comes_back_with_its_next_reading(rig: Rig) -> None:
+    """A sensor silent for 3 × its expected interval (15 min) is offline: an alarm and a
+    maintenance ticket for engineering; its next reading clears the alarm."""
+    sweeper = _sweeper(rig)
+    _reading(rig, GAS, "g-1", "gas", lel_pct=1.0)
+    rig.gateway.pump()
+    rig.clock.advance(10 * 60)
+    _reading(rig, GAS, "g-2", "gas", lel_pct=1.0)  # heard again: the silence counts from here
+    rig.gateway.pump()
+    rig.clock.advance(14 * 60)
+    sweeper.sweep_once()
+    assert rig.count(select(func.count()).select_from(Alarm)) == 0, "15 min from the last reading, not the first"
+    rig.clock.advance(61)
+    sweeper.sweep_once()
+    with session_factory(rig.engine)() as s:
+        alarm = s.scalars(select(Alarm)).one()
+        ticket = s.scalars(select(Ticket)).one()
+    assert (alarm.alarm_type, alarm.cleared_at) == ("offline", None)
+    assert (ticket.procedure, ticket.departments) == ("device_offline", ["engineering"])
+    _reading(rig, GAS, "g-3", "gas", lel_pct=1.0)
+    rig.gateway.pump()
+    with session_factory(rig.engine)() as s:
+        assert s.scalars(select(Alarm.cleared_at)).one() is not None
