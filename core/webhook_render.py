@@ -11,69 +11,23 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote_plus, urlsplit
 from zoneinfo import ZoneInfo
 
 from core.outbound import Name
-
-if TYPE_CHECKING:  # core.webhooks imports this module; its types are only annotations here
-    from core.webhooks import Notice, WebhookTarget
-
-#: Most severe first in a message; also what a target's `min_severity` compares (core.webhooks).
-SEVERITY_RANK: dict[str, int] = {"warning": 1, "major": 2, "critical": 3}
-#: Byte limits: WeCom's markdown content (errcode 40058 beyond it), DingTalk's and Feishu's request body
-#: (20 KB, kept under with a margin), and a generous bound for generic receivers.
-MAX_BYTES: dict[str, int] = {"wecom": 4096, "dingtalk": 19_000, "feishu": 19_000, "generic": 65_536}
-MAX_LINE_CHARS = 300  # one notice line; a longer one is cut with "…" before grouping
-MAX_LINES = 10  # lines per notice in a robot message (the generic body keeps them all)
-
-SEVERITY_TEXT = {
-    "warning": Name(zh="一般", en="Warning"),
-    "major": Name(zh="重要", en="Major"),
-    "critical": Name(zh="紧急", en="Critical"),
-}
-KIND_TEXT: dict[str, Name] = {
-    "alarm_raised": Name(zh="告警", en="Alarm"),
-    "alarm_rose": Name(zh="告警升级", en="Alarm worse"),
-    "alarm_cleared": Name(zh="告警恢复", en="Alarm cleared"),
-    "alarm_flapping": Name(zh="告警反复", en="Alarm flapping"),
-    "ticket_opened": Name(zh="新工单", en="Ticket opened"),
-    "ticket_escalated": Name(zh="工单升级", en="Ticket escalated"),
-    "ticket_reminder": Name(zh="工单提醒", en="Ticket reminder"),
-    "ticket_acknowledged": Name(zh="工单已接", en="Ticket acknowledged"),
-    "ticket_closed": Name(zh="工单关闭", en="Ticket closed"),
-    "muster": Name(zh="紧急集合", en="Emergency muster"),
-    "test": Name(zh="测试消息", en="Test message"),
-}
-OPEN_TEXT = Name(zh="查看", en="Open")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One HTTP POST to make. The url may hold a credential: log `safe_url`, never `url`."""
-
-    url: str = field(repr=False)
-    headers: dict[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-    method: str = "POST"
-
-    @property
-    def safe_url(self) -> str:
-        return redact_url(self.url)
-
-    def __repr__(self) -> str:
-        return f"Request({self.method} {self.safe_url}, {len(self.body)} bytes)"
-
-
-def redact_url(url: str) -> str:
-    """The url for logs: query values and long path segments (robot keys, hook ids) masked."""
-    parts = urlsplit(url)
-    path = "/".join(s if len(s) < 16 else s[:4] + "…" for s in parts.path.split("/"))
-    query = "&".join(f"{k}=…" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, parts.hostname or "", path, query, ""))
+from core.webhook_text import (
+    KIND_TEXT,
+    MAX_BYTES,
+    MAX_LINE_CHARS,
+    MAX_LINES,
+    OPEN_TEXT,
+    SEVERITY_RANK,
+    SEVERITY_TEXT,
+    Request,
+)
+from core.webhooks import Notice, WebhookTarget
 
 
 def render(target: WebhookTarget, notices: list[Notice], now: datetime) -> Request:

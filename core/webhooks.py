@@ -40,7 +40,7 @@ from pydantic import (
 )
 
 from core.outbound import Name
-from core.webhook_render import (  # re-exported: callers import them from here
+from core.webhook_text import (  # re-exported: callers import them from here
     KIND_TEXT,
     MAX_BYTES,
     MAX_LINE_CHARS,
@@ -50,7 +50,6 @@ from core.webhook_render import (  # re-exported: callers import them from here
     SEVERITY_TEXT,
     Request,
     redact_url,
-    render,
 )
 
 __all__ = [
@@ -73,7 +72,6 @@ __all__ = [
     "failure_reason",
     "parse_targets",
     "redact_url",
-    "render",
 ]
 
 Format = Literal["generic", "wecom", "dingtalk", "feishu"]

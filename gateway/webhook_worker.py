@@ -1,7 +1,7 @@
 """The webhook worker: delivers the outbox (storage.outbox) to each target, on its own daemon thread.
 
 Per target and round: claim a group (a short transaction that leases the rows and commits), render
-it with `core.webhooks.render` at the time of THIS attempt (DingTalk and Feishu signatures carry a
+it with `core.webhook_render.render` at the time of THIS attempt (DingTalk and Feishu signatures carry a
 timestamp and expire, so a retry is signed afresh), post it with stdlib urllib (no redirects; the
 timeout from PATROL_WEBHOOK_TIMEOUT_S), then mark the rows sent or failed in a second transaction.
 No database lock is held during the post, so a slow or dead receiver never holds up ingestion.
@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
 from core.deadlines import describe_error
-from core.webhooks import Notice, Request, WebhookTarget, failure_reason, render
+from core.webhook_render import render
+from core.webhooks import Notice, Request, WebhookTarget, failure_reason
 from storage.db import transaction
 from storage.outbox import MAX_ATTEMPTS, OutboxEntry, claim_group, mark_failed, mark_sent, next_due, outbox_summary
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from core.outbound import Name
+from core.webhook_render import render
 from core.webhooks import (
     MAX_BYTES,
     Notice,
@@ -24,7 +25,6 @@ from core.webhooks import (
     accepted,
     failure_reason,
     parse_targets,
-    render,
 )
 
 NOW = datetime(2026, 11, 28, 8, 6, 0, 123_000, tzinfo=UTC)  # 16:06:00.123 in Shanghai
