@@ -87,8 +87,10 @@ def apply(
             _change(session, env, told, src, alarm, decision, at, now, shown)
         elif decision.action == "clear":
             _clear(session, env, told, src, alarm, decision, at, now, shown)
-        else:
+        elif decision.state.clearing is None:
             rows.repeat(alarm, at, shown)
+        else:  # below its level, waiting out the clear delay: the latest value, not a repeat
+            alarm.last_value = shown
     _flapping(session, env, told, src, alarm, decision, now)
     return alarm
 
@@ -216,8 +218,7 @@ def _clear(
     now: datetime,
     value: dict[str, Any],
 ) -> None:
-    rows.repeat(alarm, at, value)
-    alarm.count -= 1  # the clearing reading is no repeat of the alarm
+    alarm.last_value = value  # the clearing reading (or, after a clear delay, the last one) is no repeat
     rows.clear(alarm, at)
     if alarm.ticket_id is not None:
         ticket_flow.note_alarm_cleared(session, env, told, alarm.ticket_id, f"{alarm.alarm_type}#{alarm.id}", now)
