@@ -42,6 +42,7 @@ from gateway.lanes import SECOND, LaneLink
 from gateway.link import Filters, Link, LinkFactory, Sink
 from gateway.messages import Accepted, Received, Rejected
 from gateway.mqtt_link import MqttLink
+from gateway.telemetry_sink import TelemetryUnavailable
 from storage.db import session_factory, transaction
 from storage.directory import load_directory
 
@@ -270,9 +271,10 @@ class Gateway:
                 effects = self._apply(accepted, rejected)
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 return effects
-            except OperationalError as exc:
+            except (OperationalError, TelemetryUnavailable) as exc:  # a store away: the whole batch waits for it
                 metrics.BATCH_FAILURES.inc()
-                log.warning("database unavailable (%s); retrying %d messages", exc.orig, len(accepted) + len(rejected))
+                why = exc.orig if isinstance(exc, OperationalError) else exc
+                log.warning("store unavailable (%s); retrying %d messages", why, len(accepted) + len(rejected))
             except Exception:
                 metrics.BATCH_FAILURES.inc()
                 failures += 1
@@ -298,7 +300,7 @@ class Gateway:
             try:
                 total.merge(self._apply(single_a, single_r))
                 continue
-            except OperationalError:
+            except (OperationalError, TelemetryUnavailable):
                 return None
             except Exception as exc:
                 log.exception("message failed alone: id=%s topic=%s", item.msg_id, item.raw.topic)

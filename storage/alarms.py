@@ -9,12 +9,12 @@ winner's row instead of opening a second alarm.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from storage.db import upsert_insert
@@ -44,6 +44,33 @@ def lock_rule_state(session: Session, device_id: int, alarm_type: str, now: date
         .with_for_update()
     ).one()
     return row.id, dict(row.state or {})
+
+
+def lock_rule_states(
+    session: Session, keys: Iterable[tuple[int, str]], now: datetime
+) -> dict[tuple[int, str], tuple[int, dict[str, Any]]]:
+    """`lock_rule_state` for a whole batch in two statements, whatever its size: the missing rows
+    made, then every row locked in (device, alarm type) order, the order every gateway locks in."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    empty = [{"device_id": d, "alarm_type": t, "state": {}, "updated_at": now} for d, t in wanted]
+    stmt = upsert_insert(session, RuleState).values(empty)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=[RuleState.device_id, RuleState.alarm_type]))
+    rows = session.execute(
+        select(RuleState.id, RuleState.device_id, RuleState.alarm_type, RuleState.state)
+        .where(tuple_(RuleState.device_id, RuleState.alarm_type).in_(wanted))
+        .order_by(RuleState.device_id, RuleState.alarm_type)
+        .with_for_update()
+    )
+    return {(r.device_id, r.alarm_type): (r.id, dict(r.state or {})) for r in rows}
+
+
+def save_rule_states(session: Session, states: Mapping[int, Mapping[str, Any]], now: datetime) -> None:
+    """Store several rule states (row id → state) in one executemany."""
+    if states:
+        rows = [{"id": i, "state": dict(st), "updated_at": now} for i, st in sorted(states.items())]
+        session.execute(update(RuleState), rows)
 
 
 def save_rule_state(session: Session, row_id: int, state: Mapping[str, Any], now: datetime) -> None:

@@ -36,7 +36,7 @@ from gateway.messages import Accepted
 from gateway.telemetry_sink import ReadingPoint
 from storage import deadlines
 from storage.alarm_flow import Source, apply, schedule_due
-from storage.alarms import Where, lock_rule_state, save_rule_state
+from storage.alarms import Where, lock_rule_state, lock_rule_states, save_rule_state, save_rule_states
 from storage.db import upsert_insert
 from storage.incident_notes import Told
 from storage.models import Alarm, SensorLatest
@@ -60,9 +60,18 @@ def handle_sensor_messages(session: Session, msgs: list[Accepted], ctx: Context)
     by_device: dict[int, list[Accepted]] = defaultdict(list)
     for m in new:
         by_device[m.device.id].append(m)
+    held = lock_rule_states(session, ((d, alarm_type_for(ms[0].device.kind)) for d, ms in by_device.items()), ctx.now)
+    states: dict[int, dict[str, Any]] = {}
+    silent: list[tuple[str, datetime, Mapping[str, Any]]] = []
     for device_id in sorted(by_device):
         mine = sorted(by_device[device_id], key=lambda m: at[key(m)])
-        _judge(session, ctx, told, mine, at)
+        row_id, raw = held[(device_id, alarm_type_for(mine[0].device.kind))]
+        states[row_id] = _judge(session, ctx, told, mine, at, raw)
+        # the silence check: scheduled once, then moved by its own handler to the newest reading + limit
+        rule = ctx.incidents.rules.rule(ctx.directory, mine[0].device)
+        silent.append((f"silent:{device_id}", silence_limit(rule, at[key(mine[-1])]), {"device_id": device_id}))
+    save_rule_states(session, states, ctx.now)
+    deadlines.schedule_absent(session, SILENT, silent, ctx.now)
     _back_online(session, ctx, told, by_device, at)
     effects.events += told.events
     return effects
@@ -77,39 +86,36 @@ def load_state(raw: Mapping[str, Any]) -> RuleState:
     return RuleState.from_json(raw) if raw else RuleState()
 
 
-def _judge(session: Session, ctx: Context, told: Told, msgs: list[Accepted], at: dict[Any, datetime]) -> None:
+def _judge(
+    session: Session, ctx: Context, told: Told, msgs: list[Accepted], at: dict[Any, datetime], raw: dict[str, Any]
+) -> dict[str, Any]:
+    """One sensor's readings and events of this batch, in the order observed, on its locked rule
+    state; returns the state to store."""
     device = msgs[0].device
     rule = ctx.incidents.rules.rule(ctx.directory, device)
     alarm_type = alarm_type_for(device.kind)
     src = source_of(device)
-    row_id, raw = lock_rule_state(session, device.id, alarm_type, ctx.now)
-    state = load_state(raw)
+    state = before = load_state(raw)
+    env = ctx.incidents.env
     decision: Decision | None = None
     for m in msgs:
         when = at[key(m)]
         if m.channel == "telemetry":
             values = m.model.values
             decision = evaluate(rule, state, when, values)
-            apply(session, ctx.incidents.env, told, src, alarm_type, decision, when, ctx.now, value=values)
+            apply(session, env, told, src, alarm_type, decision, when, ctx.now, value=values)
         else:
             ev = m.model
             decision = evaluate_event(rule, state, when, ev.kind, ev.state, ev.code, ev.detail)
             shown = {"event": ev.state, **({"code": ev.code} if ev.code else {}), **ev.detail}
-            env = ctx.incidents.env
             apply(
                 session, env, told, src, alarm_type, decision, when, ctx.now, value=shown, source="event", code=ev.code
             )
         state = decision.state
     assert decision is not None
-    save_rule_state(session, row_id, state.to_json(), ctx.now)
-    before = load_state(raw)
     if decision.due_at is not None or before.pending or before.clearing or before.flapping:
         schedule_due(session, src, alarm_type, decision, ctx.now)  # else no rule deadline can be pending
-    # the silence check: scheduled once, then moved by its own handler to the newest reading + limit
-    last = max(at[key(m)] for m in msgs)
-    payload = {"device_id": device.id}
-    subject = f"silent:{device.id}"
-    deadlines.schedule(session, SILENT, subject, silence_limit(rule, last), payload, ctx.now, replace=False)
+    return state.to_json()
 
 
 def _back_online(
@@ -162,9 +168,10 @@ def _store_latest(session: Session, readings: list[Accepted], at: dict[Any, date
         held = newest.get(m.device.id)
         if held is None or at[key(m)] >= at[key(held)]:
             newest[m.device.id] = m
-    for device_id in sorted(newest):
-        m = newest[device_id]
-        values = {
+    if not newest:
+        return
+    rows = [
+        {
             "device_id": device_id,
             "site_id": m.device.site_id,
             "kind": m.model.kind,
@@ -172,12 +179,14 @@ def _store_latest(session: Session, readings: list[Accepted], at: dict[Any, date
             "values": dict(m.model.values),
             "msg_id": str(m.msg_id),
         }
-        stmt = upsert_insert(session, SensorLatest).values(**values)
-        new = stmt.excluded
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[SensorLatest.device_id],
-                set_={k: new[k] for k in ("kind", "observed_at", "values", "msg_id")},
-                where=SensorLatest.observed_at <= new.observed_at,
-            )
+        for device_id, m in sorted(newest.items())
+    ]
+    stmt = upsert_insert(session, SensorLatest).values(rows)
+    new = stmt.excluded
+    session.execute(  # one statement for the batch; an older reading arriving late does not win
+        stmt.on_conflict_do_update(
+            index_elements=[SensorLatest.device_id],
+            set_={k: new[k] for k in ("kind", "observed_at", "values", "msg_id")},
+            where=SensorLatest.observed_at <= new.observed_at,
         )
+    )
