@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login clean
+.PHONY: run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login bench-alarms clean
 
 # Says what it does: the first install is quiet pip work of about a minute.
 $(STAMP): pyproject.toml
@@ -53,6 +53,9 @@ bench-flood: $(STAMP)
 
 bench-login: $(STAMP)
 	$(BIN)/python bench/login_flood.py $(BENCH_ARGS)
+
+bench-alarms: $(STAMP)
+	$(BIN)/python bench/alarm_latency.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,6 @@
 """Simulated field devices for the demo and for load: guards walking rounds with handheld
-readers, sensors reporting readings, every device announcing its status (device contract v1).
+readers, sensors reporting readings, every device announcing its status (device contract v1), and
+now and then a scripted incident (devices/incidents.py) so the demo shows alarms and tickets.
 
 `SiteSimulator.step(now)` is pure and returns what to publish, so it is tested without a broker;
 `run_simulator` publishes it to any broker URL.
@@ -21,8 +22,9 @@ from typing import Any
 
 from core.broker_access import device_username
 from core.config import BrokerAddress
-from core.contract import parse_topic, status_topic, tap_topic, telemetry_topic
+from core.contract import event_topic, parse_topic, status_topic, tap_topic, telemetry_topic
 from core.directory import READER_KINDS
+from devices.incidents import Incident, Step, plan_incidents
 from storage.sitefile.schema import DeviceSpec, SiteFile
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,10 @@ class SiteSimulator:
         tap_every_s: float = 3.0,
         telemetry_every_s: float = 10.0,
         boot: str | None = None,
+        incidents: bool = True,
     ) -> None:
+        """`incidents`: play the scripted incidents (devices/incidents.py), planned from `rng` after
+        the rest, so a seed gives the same incidents at the same times."""
         self.site = site
         self.rng = rng or random.Random(7)
         # every run is a new boot: message ids are boot + sequence, so a restarted simulator never
@@ -105,6 +110,11 @@ class SiteSimulator:
             if d.kind not in READER_KINDS
         ]
         self._announced = False
+        self.incidents = plan_incidents(site, start, self.rng) if incidents else []
+        self._incidents_of: dict[str, list[Incident]] = {}
+        for incident in self.incidents:
+            self._incidents_of.setdefault(incident.device, []).append(incident)
+        self._until = start  # incident steps up to here have been reported
 
     def _route(self, tags: list[str], index: int) -> list[str]:
         """Each guard starts at a different place and walks the site's checkpoints in order."""
@@ -144,29 +154,56 @@ class SiteSimulator:
                 )
                 w.next_at += w.every
         for s in self.sensors:
-            while s.next_at <= now:
-                out.append(
-                    Outgoing(
-                        telemetry_topic(self.site.site.code, s.device.code),
-                        {
-                            "id": f"{s.device.code}-{self.boot}-{next(s.seq):06d}",
-                            "ts": int(s.next_at.timestamp() * 1000),
-                            "kind": s.device.kind,
-                            "values": self._reading(s.device.kind),
-                        },
-                        qos=0,
-                    )
-                )
-                s.next_at += s.every
+            out += self._sensor_messages(s, now)
+        self._until = max(self._until, now)
         return out
 
+    def _sensor_messages(self, s: _Sensor, now: datetime) -> list[Outgoing]:
+        """A sensor's periodic readings up to `now` and, during an incident, each of its steps at once
+        (a device reports a change when it happens), in time order: the gateway ignores a reading
+        older than one it has applied."""
+        timed: list[tuple[datetime, int, Outgoing]] = []
+        while s.next_at <= now:
+            values = self._incident_values(s.device.code, s.next_at) or self._reading(s.device.kind)
+            timed.append((s.next_at, 0, self._telemetry(s, s.next_at, values, qos=0)))
+            s.next_at += s.every
+        for incident in self._incidents_of.get(s.device.code, ()):
+            for at, step in incident.steps_in(self._until, now):
+                timed += self._step_messages(s, at, step)
+        timed.sort(key=lambda t: (t[0], t[1]))
+        return [m for _, _, m in timed]
+
+    def _incident_values(self, device: str, at: datetime) -> dict[str, Any] | None:
+        for incident in self._incidents_of.get(device, ()):
+            values = incident.values_at(at)
+            if values is not None:
+                return dict(values)
+        return None
+
+    def _step_messages(self, s: _Sensor, at: datetime, step: Step) -> list[tuple[datetime, int, Outgoing]]:
+        """An incident step: the reading at QoS 1 (it carries the alarm), and the device's own event."""
+        out = [(at, 1, self._telemetry(s, at, dict(step.values), qos=1))]
+        if step.event is not None:
+            code = s.device.code
+            payload = {"id": f"{code}-{self.boot}-{next(s.seq):06d}", "ts": int(at.timestamp() * 1000)}
+            payload |= {"kind": s.device.kind, **step.event}
+            out.append((at, 2, Outgoing(event_topic(self.site.site.code, code), payload)))
+        return out
+
+    def _telemetry(self, s: _Sensor, at: datetime, values: dict[str, Any], qos: int) -> Outgoing:
+        code, ts = s.device.code, int(at.timestamp() * 1000)
+        payload = {"id": f"{code}-{self.boot}-{next(s.seq):06d}", "ts": ts, "kind": s.device.kind, "values": values}
+        return Outgoing(telemetry_topic(self.site.site.code, code), payload, qos=qos)
+
     def _reading(self, kind: str) -> dict[str, Any]:
+        """A normal reading: below every built-in threshold, so only the scripted incidents alarm (a
+        random wet reading or elevator fault used to open a ticket and clear it seconds later)."""
         r = self.rng
         readings: dict[str, dict[str, Any]] = {
-            "water_leak": {"wet": r.random() < 0.01, "level_mm": round(r.uniform(0, 2), 1)},
+            "water_leak": {"wet": False, "level_mm": round(r.uniform(0, 2), 1)},
             "gas": {"lel_pct": round(r.uniform(0, 4), 1), "co_ppm": r.randint(0, 8)},
             "elevator": {
-                "state": "normal" if r.random() > 0.01 else "fault",
+                "state": "normal",
                 "fault_code": None,
                 "floor": r.randint(1, 18),
                 "door": r.choice(["open", "closed"]),
@@ -189,8 +226,10 @@ def run_simulator(
     duration_s: float | None = None,
     tick_s: float = 0.5,
     credentials: Mapping[str, str] | None = None,
+    incidents: bool = True,
 ) -> int:
     """Publish until `stop` is set or `duration_s` has passed; returns how many messages were sent.
+    `incidents`: also play the scripted incidents (the first about 20 s after the start).
 
     With `credentials` (username → password, as `patrol device provision` writes them) every device
     connects on its own with its own account, as real devices do on a broker with an ACL; without,
@@ -202,7 +241,9 @@ def run_simulator(
     broker = BrokerAddress.parse(broker_url)
     clients = _DeviceClients(broker, site, credentials)
     started = datetime.now(UTC)
-    sim = SiteSimulator(site, started, tap_every_s=tap_every_s, telemetry_every_s=telemetry_every_s)
+    sim = SiteSimulator(
+        site, started, tap_every_s=tap_every_s, telemetry_every_s=telemetry_every_s, incidents=incidents
+    )
     sent = 0
     log.info(
         "simulating %d readers and %d sensors at site %s via %s:%s",
