@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from storage.db import upsert_insert
@@ -55,8 +55,9 @@ def lock_rule_states(
     if not wanted:
         return {}
     empty = [{"device_id": d, "alarm_type": t, "state": {}, "updated_at": now} for d, t in wanted]
-    stmt = upsert_insert(session, RuleState).values(empty)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=[RuleState.device_id, RuleState.alarm_type]))
+    table = RuleState.__table__
+    stmt = upsert_insert(session, table).on_conflict_do_nothing(index_elements=["device_id", "alarm_type"])
+    session.execute(stmt, empty)  # one cached statement, executemany: a batch's size does not recompile it
     rows = session.execute(
         select(RuleState.id, RuleState.device_id, RuleState.alarm_type, RuleState.state)
         .where(tuple_(RuleState.device_id, RuleState.alarm_type).in_(wanted))
@@ -69,8 +70,14 @@ def lock_rule_states(
 def save_rule_states(session: Session, states: Mapping[int, Mapping[str, Any]], now: datetime) -> None:
     """Store several rule states (row id → state) in one executemany."""
     if states:
-        rows = [{"id": i, "state": dict(st), "updated_at": now} for i, st in sorted(states.items())]
-        session.execute(update(RuleState), rows)
+        rows = [{"row_id": i, "new_state": dict(st), "now": now} for i, st in sorted(states.items())]
+        table = RuleState.__table__
+        stmt = (
+            update(table)  # type: ignore[arg-type]  # Core, not ORM: a plain executemany by id
+            .where(table.c.id == bindparam("row_id"))
+            .values(state=bindparam("new_state"), updated_at=bindparam("now"))
+        )
+        session.connection().execute(stmt, rows)
 
 
 def save_rule_state(session: Session, row_id: int, state: Mapping[str, Any], now: datetime) -> None:

@@ -103,8 +103,10 @@ def schedule_absent(
         }
         for subject, due_at, payload in sorted(items, key=lambda item: item[0])
     ]
-    stmt = upsert_insert(session, _T).values(rows)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=[_T.kind, _T.subject], index_where=PENDING_ONLY))
+    stmt = upsert_insert(session, _T.__table__).on_conflict_do_nothing(
+        index_elements=["kind", "subject"], index_where=PENDING_ONLY
+    )
+    session.execute(stmt, rows)  # executemany of one cached statement
 
 
 def cancel(session: Session, kind: str, subject: str, now: datetime) -> bool:

@@ -181,12 +181,12 @@ def _store_latest(session: Session, readings: list[Accepted], at: dict[Any, date
         }
         for device_id, m in sorted(newest.items())
     ]
-    stmt = upsert_insert(session, SensorLatest).values(rows)
+    table = SensorLatest.__table__
+    stmt = upsert_insert(session, table)
     new = stmt.excluded
-    session.execute(  # one statement for the batch; an older reading arriving late does not win
-        stmt.on_conflict_do_update(
-            index_elements=[SensorLatest.device_id],
-            set_={k: new[k] for k in ("kind", "observed_at", "values", "msg_id")},
-            where=SensorLatest.observed_at <= new.observed_at,
-        )
+    upsert = stmt.on_conflict_do_update(  # an older reading arriving late does not win
+        index_elements=["device_id"],
+        set_={k: new[k] for k in ("kind", "observed_at", "values", "msg_id")},
+        where=table.c.observed_at <= new.observed_at,
     )
+    session.execute(upsert, rows)  # executemany of one cached statement

@@ -6,21 +6,41 @@ the OpenAPI document lists each route's error answers (server/api/openapi_errors
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException
 
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from server.api import openapi_errors
 from server.api.docs import mount_docs
 from server.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from server.api.routes import auth, health, live, quarantine, signins, sites
+from server.api.routes import alarms, auth, health, live, procedures, quarantine, sensors, signins, sites, tickets
 from server.api.strict_params import STRICT_PARAMS
 from server.live import FeedSource, LiveHub
 from storage.db import session_factory
+from storage.incident_notes import IncidentEnv
+from storage.procedures.load import load_procedures
+
+
+def method_not_allowed(routers: Sequence[APIRouter]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """405 naming every method of the path: Starlette names only those of the first route matching
+    it, and GET and POST of one path (/api/v1/tickets) are two routes."""
+    routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        here = [r for r in routes if r.path_regex.match(request.url.path)]
+        methods = ", ".join(sorted({m for r in here for m in r.methods or ()}))
+        allow = methods or (exc.headers or {}).get("Allow", "")  # the app's own routes (docs): Starlette's
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": allow})
+
+    return answer
 
 
 def create_app(
@@ -63,10 +83,14 @@ def create_app(
     app.state.sessions = session_factory(engine)
     app.state.clock = clock or SystemClock()
     app.state.hub = hub
+    app.state.incidents = IncidentEnv(load_procedures(settings.procedures_dir), tuple(settings.webhook_targets))
     auth.install_login_limits(app.state, settings)
-    routers = [module.router for module in (health, auth, sites, signins, quarantine, live)]
+    tickets.install_errors(app)  # a refused ticket/alarm rule: 409 or 422 with its code and problems
+    modules = (health, auth, sites, signins, quarantine, live, alarms, tickets, sensors, procedures)
+    routers = [module.router for module in modules]
     for router in routers:
         app.include_router(router)
+    app.add_exception_handler(405, method_not_allowed(routers))
     mount_docs(app)
     openapi_errors.install(app, routers)
     app.add_middleware(BodyLimitMiddleware)
