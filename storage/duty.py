@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.escalation import DutyShift, GuardPosition, RosterSpec, muster_recipients, nearest_guard
@@ -37,11 +37,16 @@ def roster_of(session: Session, site_id: int) -> tuple[list[DutyShift], str]:
 
 
 def first_responder(
-    session: Session, site_id: int, building_id: int | None, floor: int | None, now: datetime
+    session: Session,
+    site_id: int,
+    building_id: int | None,
+    floor: int | None,
+    now: datetime,
+    roster: tuple[list[DutyShift], str] | None = None,
 ) -> str | None:
     """The guard on duty nearest the place (same building, then nearest floor, by last sign-in)."""
-    roster, tz = roster_of(session, site_id)
-    on_duty = muster_recipients(roster, now, tz)
+    shifts, tz = roster or roster_of(session, site_id)
+    on_duty = muster_recipients(shifts, now, tz)
     if not on_duty:
         return None
     building = session.get(Building, building_id) if building_id is not None else None
@@ -49,22 +54,22 @@ def first_responder(
 
 
 def _positions(session: Session, site_id: int, codes: list[str]) -> list[GuardPosition]:
-    guards = {
-        s.id: s.code for s in session.scalars(select(Staff).where(Staff.site_id == site_id, Staff.code.in_(codes)))
-    }
-    found: list[GuardPosition] = []
-    for staff_id, code in guards.items():
-        row = session.execute(
-            select(SignIn.tapped_at, Building.code, Floor.number)
-            .join(Location, Location.id == SignIn.location_id)
-            .outerjoin(Building, Building.id == Location.building_id)
-            .outerjoin(Floor, Floor.id == Location.floor_id)
-            .where(SignIn.guard_id == staff_id, SignIn.ok.is_(True))
-            .order_by(SignIn.tapped_at.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            found.append(GuardPosition(code, None, None, None))
-        else:
-            found.append(GuardPosition(code, row[1], row[2], row[0]))
-    return found
+    """Each guard's latest good sign-in and where it was, in two queries whatever the number of guards."""
+    found = session.execute(select(Staff.id, Staff.code).where(Staff.site_id == site_id, Staff.code.in_(codes)))
+    guards: dict[int, str] = {staff_id: code for staff_id, code in found}
+    latest = (
+        select(SignIn.guard_id, func.max(SignIn.tapped_at).label("at"))
+        .where(SignIn.guard_id.in_(list(guards)), SignIn.ok.is_(True))
+        .group_by(SignIn.guard_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(SignIn.guard_id, SignIn.tapped_at, Building.code, Floor.number)
+        .join(latest, (latest.c.guard_id == SignIn.guard_id) & (latest.c.at == SignIn.tapped_at))
+        .join(Location, Location.id == SignIn.location_id)
+        .outerjoin(Building, Building.id == Location.building_id)
+        .outerjoin(Floor, Floor.id == Location.floor_id)
+        .where(SignIn.ok.is_(True))
+    )
+    seen = {guard_id: GuardPosition(guards[guard_id], b, f, at) for guard_id, at, b, f in rows if guard_id is not None}
+    return [seen.get(staff_id, GuardPosition(code, None, None, None)) for staff_id, code in guards.items()]

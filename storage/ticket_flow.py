@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import tickets as rules
-from core.escalation import EscalationPosition, LevelSpec, level_recipients, muster_recipients, next_step
+from core.escalation import DutyShift, EscalationPosition, LevelSpec, level_recipients, muster_recipients, next_step
 from core.outbound import Name
 from core.procedures import Procedure
 from core.webhooks import NoticeKind
@@ -69,7 +69,8 @@ def start(
     """Open a ticket (or find the open one of `source`); a new one gets its first responder, its
     escalation started, and every guard on duty called for a muster (P5 §1)."""
     where = where or Where()
-    responder = first_responder(session, site_id, where.building_id, where.floor, now)
+    roster = roster_of(session, site_id)
+    responder = first_responder(session, site_id, where.building_id, where.floor, now, roster)
     ticket, created = open_ticket(
         session,
         site_id=site_id,
@@ -90,7 +91,7 @@ def start(
     tell(session, env, told, site, event, ticket_notice(ticket, "ticket_opened", site, now, lines), now)
     if procedure.code == "emergency_muster":
         muster(session, env, told, ticket, now)
-    _escalate(session, env, told, ticket, procedure, None, now)
+    _escalate(session, env, told, ticket, procedure, None, now, roster)
     return ticket, True
 
 
@@ -118,9 +119,10 @@ def _escalate(
     procedure: Procedure,
     position: EscalationPosition | None,
     now: datetime,
+    roster_tz: tuple[list[DutyShift], str] | None = None,
 ) -> None:
     """Take the escalation step due now and schedule the next one (a durable deadline)."""
-    roster, tz = roster_of(session, ticket.site_id)
+    roster, tz = roster_tz or roster_of(session, ticket.site_id)
     step = next_step(_chain(procedure), position, level_recipients(roster, now, tz, ticket.departments), now)
     site = site_code(session, ticket.site_id)
     if step.recipients:

@@ -16,6 +16,7 @@ from core.outbound import Outbound
 from gateway.sweeper import Sweeper
 from storage.db import session_factory, transaction
 from storage.models import Alarm, Ticket, TicketEvent, TicketStep
+from storage.sitefile.schema import SiteFile
 from storage.ticket_flow import acknowledge
 from tests.support.rig import Rig, make_rig
 
@@ -220,3 +221,20 @@ def test_a_silent_sensor_goes_offline_and_comes_back_with_its_next_reading(rig: 
     rig.gateway.pump()
     with session_factory(rig.engine)() as s:
         assert s.scalars(select(Alarm.cleared_at)).one() is not None
+
+
+def test_the_guard_on_duty_who_signed_in_nearest_is_named_first_responder(rig: Rig, demo_site: SiteFile) -> None:
+    """Issue 7 item 6: the guard on patrol nearest the location (same building, then nearest floor,
+    by last sign-in) is named first responder of a new ticket."""
+    lobby = next(loc.tag for loc in demo_site.locations if loc.code == "B1-F01-LOBBY")
+    tap = {"id": "t-1", "ts": int(rig.clock.now().timestamp() * 1000), "uid": lobby}
+    rig.link.inject(f"patrol/v1/{SITE}/reader/rdr-h04/tap", tap)  # G004's handheld, in building 1
+    rig.gateway.pump()
+    rig.clock.advance(60)
+    _reading(rig, "leak-b1-pump", "w-1", "water_leak", wet=True)
+    rig.gateway.pump()
+    with session_factory(rig.engine)() as s:
+        ticket = s.scalars(select(Ticket)).one()
+    assert ticket.first_responder == "G004", "not G001, whom the code order alone would pick"
+    [opened] = [e for e in _events(rig, f"/out/ticket/{ticket.id}") if e["change"] == "opened"]
+    assert opened["first_responder"] == "G004"
