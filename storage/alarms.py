@@ -9,12 +9,12 @@ winner's row instead of opening a second alarm.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from storage.db import upsert_insert
@@ -46,40 +46,6 @@ def lock_rule_state(session: Session, device_id: int, alarm_type: str, now: date
     return row.id, dict(row.state or {})
 
 
-def lock_rule_states(
-    session: Session, keys: Iterable[tuple[int, str]], now: datetime
-) -> dict[tuple[int, str], tuple[int, dict[str, Any]]]:
-    """`lock_rule_state` for a whole batch in two statements, whatever its size: the missing rows
-    made, then every row locked in (device, alarm type) order, the order every gateway locks in."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    empty = [{"device_id": d, "alarm_type": t, "state": {}, "updated_at": now} for d, t in wanted]
-    table = RuleState.__table__
-    stmt = upsert_insert(session, table).on_conflict_do_nothing(index_elements=["device_id", "alarm_type"])
-    session.execute(stmt, empty)  # one cached statement, executemany: a batch's size does not recompile it
-    rows = session.execute(
-        select(RuleState.id, RuleState.device_id, RuleState.alarm_type, RuleState.state)
-        .where(tuple_(RuleState.device_id, RuleState.alarm_type).in_(wanted))
-        .order_by(RuleState.device_id, RuleState.alarm_type)
-        .with_for_update()
-    )
-    return {(r.device_id, r.alarm_type): (r.id, dict(r.state or {})) for r in rows}
-
-
-def save_rule_states(session: Session, states: Mapping[int, Mapping[str, Any]], now: datetime) -> None:
-    """Store several rule states (row id → state) in one executemany."""
-    if states:
-        rows = [{"row_id": i, "new_state": dict(st), "now": now} for i, st in sorted(states.items())]
-        table = RuleState.__table__
-        stmt = (
-            update(table)  # type: ignore[arg-type]  # Core, not ORM: a plain executemany by id
-            .where(table.c.id == bindparam("row_id"))
-            .values(state=bindparam("new_state"), updated_at=bindparam("now"))
-        )
-        session.connection().execute(stmt, rows)
-
-
 def save_rule_state(session: Session, row_id: int, state: Mapping[str, Any], now: datetime) -> None:
     session.execute(update(RuleState).where(RuleState.id == row_id).values(state=dict(state), updated_at=now))
 
@@ -108,10 +74,6 @@ def raise_alarm(
 ) -> tuple[Alarm, bool]:
     """The active alarm of (device, type): a new one, or the one already active repeated
     (count, last value, last seen). Returns (alarm, created)."""
-    held = active_alarm(session, device_id, alarm_type)
-    if held is not None:
-        repeat(held, at, value)
-        return held, False
     values = {
         "site_id": site_id,
         "device_id": device_id,
@@ -129,20 +91,20 @@ def raise_alarm(
         "last_value": dict(value),
         "flapping": flapping,
     }
+    # insert first: the rule state said there was no alarm, so this is the one statement it costs;
+    # a conflict means another transaction's alarm is active, and that one is repeated instead
     stmt = upsert_insert(session, Alarm).values(**values)
     keys = [Alarm.device_id, Alarm.alarm_type]
-    new_id = session.execute(
-        stmt.on_conflict_do_nothing(index_elements=keys, index_where=ALARM_ACTIVE).returning(Alarm.id)
-    ).scalar_one_or_none()
-    if new_id is None:  # another transaction's insert won after our look: repeat that one
-        held = active_alarm(session, device_id, alarm_type)
-        if held is None:  # pragma: no cover - the index conflict names a row that exists
-            raise RuntimeError(f"active alarm of device {device_id} type {alarm_type} vanished")
-        repeat(held, at, value)
-        return held, False
-    alarm = session.get(Alarm, new_id)
-    assert alarm is not None
-    return alarm, True
+    created = session.scalars(
+        stmt.on_conflict_do_nothing(index_elements=keys, index_where=ALARM_ACTIVE).returning(Alarm)
+    ).one_or_none()
+    if created is not None:
+        return created, True
+    found = active_alarm(session, device_id, alarm_type)
+    if found is None:  # pragma: no cover - the index conflict names a row that exists
+        raise RuntimeError(f"active alarm of device {device_id} type {alarm_type} vanished")
+    repeat(found, at, value)
+    return found, False
 
 
 def repeat(alarm: Alarm, at: datetime, value: Mapping[str, Any]) -> None:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
+_M = TypeVar("_M")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -101,3 +102,16 @@ def migrate(engine: Engine) -> None:
         logging.DEBUG if where in _reported else logging.INFO, "database schema is at the newest revision (%s)", where
     )
     _reported.add(where)
+
+
+def held(session: Session, model: type[_M], ident: int | None) -> _M | None:
+    """`session.get` that keeps what it loaded for the session's life: the identity map holds
+    objects weakly, so a site or device read by several steps of one batch would otherwise be
+    read again from the database by each of them."""
+    if ident is None:
+        return None
+    cache: dict[tuple[type[Any], int], Any] = session.info.setdefault("held", {})
+    found = cache.get((model, ident))
+    if found is None:
+        found = cache[(model, ident)] = session.get(model, ident)
+    return found

@@ -81,34 +81,6 @@ def schedule(
     return session.execute(upsert.returning(_T.id)).scalar_one_or_none()
 
 
-def schedule_absent(
-    session: Session, kind: str, items: Collection[tuple[str, datetime, Mapping[str, Any]]], now: datetime
-) -> None:
-    """`schedule(..., replace=False)` for many subjects of one kind in one statement: each
-    (subject, due_at, payload) is scheduled unless one is already pending."""
-    if not items:
-        return
-    for subject, _, _ in items:
-        check_key(kind, subject)
-    rows = [
-        {
-            "kind": kind,
-            "subject": subject,
-            "due_at": due_at,
-            "payload": dict(payload),
-            "state": PENDING,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for subject, due_at, payload in sorted(items, key=lambda item: item[0])
-    ]
-    stmt = upsert_insert(session, _T.__table__).on_conflict_do_nothing(
-        index_elements=["kind", "subject"], index_where=PENDING_ONLY
-    )
-    session.execute(stmt, rows)  # executemany of one cached statement
-
-
 def cancel(session: Session, kind: str, subject: str, now: datetime) -> bool:
     """Cancel the pending (kind, subject) deadline. False when none is pending: it never was, was
     cancelled already, or has fired (a sweeper firing it meanwhile makes this wait for its commit,

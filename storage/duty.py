@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.escalation import DutyShift, GuardPosition, RosterSpec, muster_recipients, nearest_guard
+from storage.db import held
 from storage.models import Building, Department, Floor, Location, SignIn, Site, Staff
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def roster_of(session: Session, site_id: int) -> tuple[list[DutyShift], str]:
     """The site's duty shifts and its timezone. Shifts of staff no longer in the site file are
     left out (the file loader refuses them; the database may be older than the rule)."""
-    site = session.get(Site, site_id)
+    site = held(session, Site, site_id)
     if site is None:
         return [], "Asia/Shanghai"
     staff = {
@@ -49,7 +50,7 @@ def first_responder(
     on_duty = muster_recipients(shifts, now, tz)
     if not on_duty:
         return None
-    building = session.get(Building, building_id) if building_id is not None else None
+    building = held(session, Building, building_id)
     return nearest_guard(_positions(session, site_id, on_duty), building.code if building else None, floor)
 
 

@@ -21,6 +21,7 @@ from core.outbound import AlarmEvent, Name, Outbound, OutEvent, OutEventType, Ti
 from core.procedures import Procedure
 from core.webhooks import Notice, NoticeKind, WebhookTarget
 from storage import deadlines
+from storage.db import held
 from storage.models import Alarm, Building, Device, Location, Site, Ticket
 from storage.outbox import enqueue
 
@@ -52,24 +53,24 @@ def _name(zh: str, en: str) -> Name:
 
 
 def location_name(session: Session, location_id: int | None) -> Name | None:
-    loc = session.get(Location, location_id) if location_id is not None else None
+    loc = held(session, Location, location_id)
     return _name(loc.name_zh, loc.name_en) if loc is not None else None
 
 
 def _building_code(session: Session, building_id: int | None) -> str | None:
-    b = session.get(Building, building_id) if building_id is not None else None
+    b = held(session, Building, building_id)
     return b.code if b is not None else None
 
 
 def site_code(session: Session, site_id: int) -> str:
-    site = session.get(Site, site_id)
+    site = held(session, Site, site_id)
     if site is None:  # pragma: no cover - rows reference an existing site
         raise LookupError(f"site {site_id} is gone")
     return site.code
 
 
 def alarm_event(session: Session, alarm: Alarm, change: str, at: datetime, *, quiet: bool = False) -> AlarmEvent:
-    device = session.get(Device, alarm.device_id)
+    device = held(session, Device, alarm.device_id)
     return AlarmEvent(
         change=change,
         id=alarm.id,
@@ -106,7 +107,7 @@ def ticket_event(
     recipients: Sequence[str] = (),
     detail: Mapping[str, Any] | None = None,
 ) -> TicketEvent:
-    device = session.get(Device, ticket.device_id) if ticket.device_id is not None else None
+    device = held(session, Device, ticket.device_id)
     return TicketEvent(
         change=change,
         id=ticket.id,

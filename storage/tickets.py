@@ -84,17 +84,17 @@ def open_ticket(
     stmt = upsert_insert(session, Ticket).values(**values)
     if source is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=[Ticket.source_key], index_where=TICKET_OPEN)
-    new_id = session.execute(stmt.returning(Ticket.id)).scalar_one_or_none()
-    if new_id is None:
+    ticket = session.scalars(stmt.returning(Ticket)).one_or_none()
+    if ticket is None:
         held = open_ticket_of(session, source or "")
         if held is None:  # pragma: no cover - the conflict names a row that exists
             raise RuntimeError(f"open ticket of {source} vanished")
         return held, False
-    session.execute(
-        insert(TicketStep),
+    session.execute(  # Core executemany: one statement (ORM bulk inserts split rows by which values are null)
+        insert(TicketStep.__table__),  # type: ignore[arg-type]
         [
             {
-                "ticket_id": new_id,
+                "ticket_id": ticket.id,
                 "position": i,
                 "code": step.code,
                 "text_zh": step.text.zh,
@@ -108,9 +108,7 @@ def open_ticket(
             for i, step in enumerate(procedure.steps, start=1)
         ],
     )
-    add_event(session, new_id, at, opened_by, "opened", {"procedure": procedure.code, "severity": severity})
-    ticket = session.get(Ticket, new_id)
-    assert ticket is not None
+    add_event(session, ticket.id, at, opened_by, "opened", {"procedure": procedure.code, "severity": severity})
     return ticket, True
 
 

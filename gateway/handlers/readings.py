@@ -34,12 +34,11 @@ from gateway.effects import Effects
 from gateway.handlers.base import Context, key, log_new
 from gateway.messages import Accepted
 from gateway.telemetry_sink import ReadingPoint
-from storage import deadlines
 from storage.alarm_flow import Source, apply, schedule_due
-from storage.alarms import Where, lock_rule_state, lock_rule_states, save_rule_state, save_rule_states
-from storage.db import upsert_insert
+from storage.alarms import Where, lock_rule_state, save_rule_state
+from storage.bulk_sensors import lock_rule_states, save_rule_states, schedule_absent, store_latest
 from storage.incident_notes import Told
-from storage.models import Alarm, SensorLatest
+from storage.models import Alarm
 from storage.models.incidents import ALARM_ACTIVE
 
 SILENT = "device.silent"
@@ -60,7 +59,7 @@ def handle_sensor_messages(session: Session, msgs: list[Accepted], ctx: Context)
     by_device: dict[int, list[Accepted]] = defaultdict(list)
     for m in new:
         by_device[m.device.id].append(m)
-    held = lock_rule_states(session, ((d, alarm_type_for(ms[0].device.kind)) for d, ms in by_device.items()), ctx.now)
+    held = lock_rule_states(session, [(d, alarm_type_for(ms[0].device.kind)) for d, ms in by_device.items()], ctx.now)
     states: dict[int, dict[str, Any]] = {}
     silent: list[tuple[str, datetime, Mapping[str, Any]]] = []
     for device_id in sorted(by_device):
@@ -71,7 +70,7 @@ def handle_sensor_messages(session: Session, msgs: list[Accepted], ctx: Context)
         rule = ctx.incidents.rules.rule(ctx.directory, mine[0].device)
         silent.append((f"silent:{device_id}", silence_limit(rule, at[key(mine[-1])]), {"device_id": device_id}))
     save_rule_states(session, states, ctx.now)
-    deadlines.schedule_absent(session, SILENT, silent, ctx.now)
+    schedule_absent(session, SILENT, silent, ctx.now)
     _back_online(session, ctx, told, by_device, at)
     effects.events += told.events
     return effects
@@ -181,12 +180,4 @@ def _store_latest(session: Session, readings: list[Accepted], at: dict[Any, date
         }
         for device_id, m in sorted(newest.items())
     ]
-    table = SensorLatest.__table__
-    stmt = upsert_insert(session, table)
-    new = stmt.excluded
-    upsert = stmt.on_conflict_do_update(  # an older reading arriving late does not win
-        index_elements=["device_id"],
-        set_={k: new[k] for k in ("kind", "observed_at", "values", "msg_id")},
-        where=table.c.observed_at <= new.observed_at,
-    )
-    session.execute(upsert, rows)  # executemany of one cached statement
+    store_latest(session, rows)
