@@ -59,6 +59,17 @@ class Deadline:
 DeadlineHandler = Callable[[Any, Deadline, datetime], Sequence[Outbound]]
 
 
+class SubjectBusy(Exception):
+    """Raised by a handler whose subject (a rule state, a ticket) another transaction holds: the
+    deadline is tried again shortly, and this is not counted as a failure. A sweeper holds the
+    deadlines it claimed until it commits, so a handler that waited for a subject's lock could
+    deadlock with a gateway or the API holding that subject and waiting for the deadline's row."""
+
+
+#: How soon a deadline whose subject was busy is tried again.
+BUSY_RETRY = timedelta(seconds=1)
+
+
 def check_key(kind: str, subject: str) -> None:
     """Refuse keys the table cannot hold, before the database refuses them mid-transaction."""
     if not kind or len(kind) > MAX_KIND_CHARS:

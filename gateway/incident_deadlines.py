@@ -37,11 +37,11 @@ def incident_handlers(incidents: Incidents) -> dict[str, DeadlineHandler]:
         device, site = found
         alarm_type = str(deadline.payload["alarm_type"])
         rule = rule_for(site, device)
-        row_id, raw = lock_rule_state(session, device.id, alarm_type, now)
+        row_id, raw = lock_rule_state(session, device.id, alarm_type, now, nowait=True)
         state = load_state(raw)
         decision = evaluate_due(rule, state, now)
         src = source_of(device)
-        apply(session, env, told, src, alarm_type, decision, now, now, value=dict(state.last_value))
+        apply(session, env, told, src, alarm_type, decision, now, now, value=dict(state.last_value), reading=False)
         save_rule_state(session, row_id, decision.state.to_json(), now)
         if decision.due_at is not None and decision.due_at > now:
             schedule_due(session, src, alarm_type, decision, now)
@@ -59,7 +59,7 @@ def incident_handlers(incidents: Incidents) -> dict[str, DeadlineHandler]:
         reading = session.scalar(select(SensorLatest.observed_at).where(SensorLatest.device_id == device.id))
         status = session.scalar(select(Device.status_at).where(Device.id == device.id, Device.online.is_(True)))
         last_seen = max(t for t in (scheduled_from, reading, status) if t is not None)  # a reading or a heartbeat
-        row_id, raw = lock_rule_state(session, device.id, "offline", now)
+        row_id, raw = lock_rule_state(session, device.id, "offline", now, nowait=True)
         decision = offline_due(rule, load_state(raw), last_seen, now)
         apply(
             session,

@@ -13,15 +13,16 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
-from core.deadlines import Deadline, DeadlineHandler, DeadlineState, describe_error
+from core.deadlines import BUSY_RETRY, Deadline, DeadlineHandler, DeadlineState, SubjectBusy, describe_error
 from core.outbound import Outbound
 from storage.db import transaction
-from storage.deadlines import claim_due, next_due, record_failure
+from storage.deadlines import claim_due, next_due, postpone, record_failure
 
 log = logging.getLogger(__name__)
 #: Real seconds to pause when due deadlines exist but another sweeper holds them all (SKIP LOCKED
@@ -76,10 +77,9 @@ class Sweeper:
         with transaction(self._sessions) as session:
             claimed = claim_due(session, now, self._batch_size, self._handlers.keys())
             for deadline in claimed:
-                if self._fire(session, deadline, now, effects):
-                    fired += 1
-                else:
-                    failed += 1
+                outcome = self._fire(session, deadline, now, effects)
+                fired += outcome == "fired"
+                failed += outcome == "failed"
             # read after this sweep's own writes, so a deadline a handler just scheduled counts
             self._next_due = next_due(session, self._handlers.keys())
         self.fired += fired
@@ -93,7 +93,9 @@ class Sweeper:
                 log.exception("could not publish %d events of fired deadlines", len(effects))
         return len(claimed)
 
-    def _fire(self, session: Session, deadline: Deadline, now: datetime, effects: list[Outbound]) -> bool:
+    def _fire(
+        self, session: Session, deadline: Deadline, now: datetime, effects: list[Outbound]
+    ) -> Literal["fired", "failed", "postponed"]:
         """Run one handler in a SAVEPOINT, so its failure undoes its own writes and nothing else."""
         handler = self._handlers.get(deadline.kind)
         raised: Exception | None = None
@@ -103,12 +105,17 @@ class Sweeper:
             try:
                 with session.begin_nested():
                     out = list(handler(session, deadline, now))  # a bad return value is its failure too
+            except SubjectBusy:
+                postpone(session, deadline, now + BUSY_RETRY, now)
+                log.debug("deadline %d kind=%s subject=%s: subject busy, again shortly", deadline.id, deadline.kind,
+                          deadline.subject)  # fmt: skip
+                return "postponed"
             except Exception as exc:
                 raised, error = exc, describe_error(exc)
             else:
                 effects.extend(out)
                 log.debug("fired deadline %d kind=%s subject=%s", deadline.id, deadline.kind, deadline.subject)
-                return True
+                return "fired"
         # If the connection itself is gone this raises too, and the whole sweep rolls back.
         state = record_failure(session, deadline, error, now)
         level = logging.ERROR if state is DeadlineState.FAILED else logging.WARNING  # failed: retries used up
@@ -123,7 +130,7 @@ class Sweeper:
             error,
             exc_info=raised,  # the handler's traceback, for the bug that made it raise
         )
-        return False
+        return "failed"
 
     def run(self, stop: threading.Event) -> None:
         """Sweep until `stop` is set: straight on while batches come back full, otherwise wait

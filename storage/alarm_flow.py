@@ -9,7 +9,7 @@ so two gateways applying readings of one sensor decide one after the other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -69,27 +69,36 @@ def apply(
     value: Mapping[str, Any],
     source: str = "rule",
     code: str | None = None,
+    reading: bool = True,
 ) -> Alarm | None:
-    """The decision's effect on the alarm rows and tickets. Returns the alarm it touched."""
+    """The decision's effect on the alarm rows and tickets. Returns the alarm it touched.
+    `reading`: the decision was made on a new reading or event (False: a due time, which repeats
+    nothing). A snoozed device's changes are recorded and published quietly, open no ticket and
+    page nobody; once the snooze is over, the next reading of a still active alarm opens its ticket."""
     if decision.stale:
         return None
     if decision.action is None and decision.state.severity is None and not decision.flapping_ended:
         return None  # no alarm before or after: the common normal reading costs no query
+    snoozed = rows.snoozed_until(session, src.device_id, now) is not None
+    if snoozed:
+        decision = replace(decision, quiet=True)
     shown = dict(value)
     alarm: Alarm | None
     if decision.action == "raise" and decision.severity is not None:
-        alarm = _raise(session, env, told, src, alarm_type, decision, at, now, shown, source, code)
+        alarm = _raise(session, env, told, src, alarm_type, decision, at, now, shown, source, code, snoozed)
     else:
         alarm = rows.active_alarm(session, src.device_id, alarm_type)
         if alarm is None:
             return None
         if decision.action in ("rise", "fall") and decision.severity is not None:
-            _change(session, env, told, src, alarm, decision, at, now, shown)
+            _change(session, env, told, src, alarm, decision, at, now, shown, snoozed)
         elif decision.action == "clear":
             _clear(session, env, told, src, alarm, decision, at, now, shown)
-        elif decision.state.clearing is None:
+        elif decision.state.clearing is None and reading:
             rows.repeat(alarm, at, shown)
-        else:  # below its level, waiting out the clear delay: the latest value, not a repeat
+            if alarm.ticket_id is None and not snoozed:  # raised while snoozed; the snooze is over
+                _ticket(session, env, told, src, alarm, now)
+        elif reading:  # below its level, waiting out the clear delay: the latest value, not a repeat
             alarm.last_value = shown
     _flapping(session, env, told, src, alarm, decision, now)
     return alarm
@@ -107,6 +116,7 @@ def _raise(
     value: dict[str, Any],
     source: str,
     code: str | None,
+    snoozed: bool,
 ) -> Alarm:
     assert decision.severity is not None
     alarm, created = rows.raise_alarm(
@@ -122,14 +132,13 @@ def _raise(
         code=code,
         flapping=decision.state.flapping,
     )
-    if not created:
+    if not created:  # another transaction's alarm is active: this reading repeats it, maybe worse
         if RANK[decision.severity] > RANK[alarm.severity]:
-            rows.set_severity(alarm, decision.severity, RANK)
+            _change(session, env, told, src, alarm, replace(decision, action="rise"), at, now, value, snoozed)
         return alarm
-    snoozed = rows.snoozed_until(session, src.device_id, now) is not None
-    quiet = decision.quiet or snoozed
     if not snoozed:
         _ticket(session, env, told, src, alarm, now)
+    quiet = decision.quiet
     tell(
         session,
         env,
@@ -142,7 +151,7 @@ def _raise(
     return alarm
 
 
-def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: Alarm, now: datetime) -> None:
+def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: Alarm, now: datetime) -> Ticket:
     """Open the alarm's emergency ticket, or attach the alarm to the open one of its source."""
     procedure = ticket_flow.procedure_of(env, procedure_for_alarm(alarm.alarm_type))
     ticket, created = ticket_flow.start(
@@ -163,6 +172,7 @@ def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: 
         add_event(session, ticket.id, now, "system", "alarm_attached", {"alarm_id": alarm.id})
         _raise_ticket_severity(ticket, alarm.severity)
     _muster_if_gas(session, env, told, alarm, ticket, now)
+    return ticket
 
 
 def _raise_ticket_severity(ticket: Ticket, severity: str) -> None:
@@ -189,7 +199,10 @@ def _change(
     at: datetime,
     now: datetime,
     value: dict[str, Any],
+    snoozed: bool,
 ) -> None:
+    """Severity up (at once) or down (after the clear delay). A rise with no open ticket (it was
+    closed while the alarm stayed active, or the alarm was raised during a snooze) opens one."""
     assert decision.severity is not None
     rows.repeat(alarm, at, value)
     rose = decision.action == "rise"
@@ -197,11 +210,14 @@ def _change(
     notice = None
     if rose and not decision.quiet:
         notice = alarm_notice(session, alarm, "alarm_rose", src.site, now)
-    if rose and alarm.ticket_id is not None:
-        ticket = ticket_flow.locked(session, alarm.ticket_id)
-        _raise_ticket_severity(ticket, alarm.severity)
-        add_event(session, ticket.id, now, "system", "alarm_rose", {"alarm_id": alarm.id, "severity": alarm.severity})
-        if ticket.closed_at is None:
+    if rose and not snoozed:
+        ticket = ticket_flow.locked(session, alarm.ticket_id) if alarm.ticket_id is not None else None
+        if ticket is None or ticket.closed_at is not None:
+            _ticket(session, env, told, src, alarm, now)
+        else:
+            _raise_ticket_severity(ticket, alarm.severity)
+            detail = {"alarm_id": alarm.id, "severity": alarm.severity}
+            add_event(session, ticket.id, now, "system", "alarm_rose", detail)
             _muster_if_gas(session, env, told, alarm, ticket, now)
     event = alarm_event(session, alarm, "rose" if rose else "fell", now, quiet=decision.quiet)
     tell(session, env, told, src.site, event, notice, now)

@@ -9,14 +9,17 @@ winner's row instead of opening a second alarm.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from core.deadlines import SubjectBusy
 from storage.db import upsert_insert
 from storage.models import Alarm, AlarmSnooze, RuleState
 from storage.models.incidents import ALARM_ACTIVE
@@ -31,19 +34,37 @@ class Where:
     floor: int | None = None
 
 
-def lock_rule_state(session: Session, device_id: int, alarm_type: str, now: datetime) -> tuple[int, dict[str, Any]]:
+def lock_rule_state(
+    session: Session, device_id: int, alarm_type: str, now: datetime, *, nowait: bool = False
+) -> tuple[int, dict[str, Any]]:
     """The (device, alarm type)'s rule state row, created empty if missing, locked for this
-    transaction (FOR UPDATE on PostgreSQL; SQLite's single writer already serialises)."""
-    stmt = upsert_insert(session, RuleState).values(
-        device_id=device_id, alarm_type=alarm_type, state={}, updated_at=now
-    )
-    session.execute(stmt.on_conflict_do_nothing(index_elements=[RuleState.device_id, RuleState.alarm_type]))
-    row = session.execute(
+    transaction (FOR UPDATE on PostgreSQL; SQLite's single writer already serialises). `nowait`
+    (the deadline engine): raise SubjectBusy rather than wait for another transaction."""
+    stmt = (
         select(RuleState.id, RuleState.state)
         .where(RuleState.device_id == device_id, RuleState.alarm_type == alarm_type)
-        .with_for_update()
-    ).one()
+        .with_for_update(nowait=nowait)
+    )
+    with busy_as_subject_busy():  # look first: an insert meeting a row another transaction holds would wait
+        row = session.execute(stmt).one_or_none()
+        if row is None:  # its first judgement: made, then locked
+            empty = {"device_id": device_id, "alarm_type": alarm_type, "state": {}, "updated_at": now}
+            insert = upsert_insert(session, RuleState).values(**empty)
+            session.execute(insert.on_conflict_do_nothing(index_elements=[RuleState.device_id, RuleState.alarm_type]))
+            row = session.execute(stmt).one()
     return row.id, dict(row.state or {})
+
+
+@contextmanager
+def busy_as_subject_busy() -> Iterator[None]:
+    """A NOWAIT lock that another transaction holds (PostgreSQL's lock_not_available) becomes
+    core.deadlines.SubjectBusy: the deadline engine tries again shortly instead of waiting."""
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":
+            raise SubjectBusy(str(exc.orig)) from exc
+        raise
 
 
 def save_rule_state(session: Session, row_id: int, state: Mapping[str, Any], now: datetime) -> None:

@@ -81,13 +81,19 @@ def schedule(
     return session.execute(upsert.returning(_T.id)).scalar_one_or_none()
 
 
-def cancel(session: Session, kind: str, subject: str, now: datetime) -> bool:
+def cancel(session: Session, kind: str, subject: str, now: datetime, *, skip_locked: bool = False) -> bool:
     """Cancel the pending (kind, subject) deadline. False when none is pending: it never was, was
     cancelled already, or has fired (a sweeper firing it meanwhile makes this wait for its commit,
     then find nothing pending), so the caller knows whether it came in time."""
+    where = [_T.kind == kind, _T.subject == subject, _T.state == PENDING]
+    if skip_locked:
+        # a sweeper firing it holds its row until it commits: do not wait (the handler re-checks
+        # its subject under that subject's lock, so the cancellation is not needed for safety)
+        free = select(_T.id).where(*where).with_for_update(skip_locked=True).scalar_subquery()
+        where = [_T.id.in_(free)]
     stmt = (
         update(_T)
-        .where(_T.kind == kind, _T.subject == subject, _T.state == PENDING)
+        .where(*where)
         .values(state=DeadlineState.CANCELLED.value, updated_at=now)
         .execution_options(**_NO_SYNC)
     )
@@ -145,6 +151,21 @@ def record_failure(session: Session, deadline: Deadline, error: str, now: dateti
         session.execute(by_id.values(**values))
         state = DeadlineState.CANCELLED
     return state
+
+
+def postpone(session: Session, deadline: Deadline, due_at: datetime, now: datetime) -> DeadlineState:
+    """A claimed deadline back to pending at `due_at`, its attempts unchanged (its subject was busy,
+    core.deadlines.SubjectBusy). If this transaction scheduled a newer one of the same (kind,
+    subject) meanwhile, that one stands and this one is closed."""
+    values: dict[str, Any] = {"state": PENDING, "due_at": due_at, "fired_at": None, "updated_at": now}
+    by_id = update(_T).where(_T.id == deadline.id).execution_options(**_NO_SYNC)
+    try:
+        with session.begin_nested():
+            session.execute(by_id.values(**values))
+    except IntegrityError:
+        session.execute(by_id.values(state=DeadlineState.CANCELLED.value, updated_at=now, last_error="superseded"))
+        return DeadlineState.CANCELLED
+    return DeadlineState.PENDING
 
 
 def next_due(session: Session, kinds: Collection[str]) -> datetime | None:

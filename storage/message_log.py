@@ -71,4 +71,6 @@ def lock_rows(session: Session, model: Any, ids: Iterable[int]) -> None:
     wanted = sorted({i for i in ids if i is not None})
     if not wanted or session.connection().dialect.name != "postgresql":
         return
-    session.execute(select(model.id).where(model.id.in_(wanted)).order_by(model.id).with_for_update())
+    # FOR NO KEY UPDATE: only non-key columns change, so rows that merely reference these (a new
+    # alarm or rule state of the device, taking FOR KEY SHARE on it) are not blocked by the lock
+    session.execute(select(model.id).where(model.id.in_(wanted)).order_by(model.id).with_for_update(key_share=True))

@@ -8,7 +8,7 @@ the change, its event and its notifications commit together or not at all.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from core.outbound import Name
 from core.procedures import Procedure
 from core.webhooks import NoticeKind
 from storage import deadlines
-from storage.alarms import Where
+from storage.alarms import Where, busy_as_subject_busy
 from storage.duty import first_responder, roster_of
 from storage.incident_notes import IncidentEnv, Told, site_code, tell, ticket_event, ticket_notice
 from storage.models import Ticket, TicketStep
@@ -44,8 +44,12 @@ def procedure_of(env: IncidentEnv, code: str) -> Procedure:
         raise NotFound(f"no procedure {code!r}; known: {sorted(env.procedures)}") from None
 
 
-def locked(session: Session, ticket_id: int) -> Ticket:
-    ticket = session.scalars(select(Ticket).where(Ticket.id == ticket_id).with_for_update()).one_or_none()
+def locked(session: Session, ticket_id: int, *, nowait: bool = False) -> Ticket:
+    """The ticket, locked for this transaction (`nowait`: SubjectBusy rather than wait)."""
+    with busy_as_subject_busy():
+        ticket = session.scalars(
+            select(Ticket).where(Ticket.id == ticket_id).with_for_update(nowait=nowait)
+        ).one_or_none()
     if ticket is None:
         raise NotFound(f"no ticket {ticket_id}")
     return ticket
@@ -138,7 +142,12 @@ def _escalate(
     elif step.exhausted and position is None:  # nobody on duty at any level: the control room must act
         add_event(session, ticket.id, now, "system", "nobody_on_duty", {"skipped": step.skipped})
         event = ticket_event(session, ticket, "nobody_on_duty", "system", now, detail={"skipped": step.skipped})
-        tell(session, env, told, site, event, None, now)
+        lines = [Name(zh="无人值班：请控制室立即安排", en="Nobody on duty: the control room must act")]
+        tell(session, env, told, site, event, ticket_notice(ticket, "ticket_escalated", site, now, lines), now)
+        # never stuck: try the chain again from the start once its first wait is over (shifts change)
+        again = now + timedelta(minutes=procedure.escalation[0].wait_min)
+        deadlines.schedule(session, ESCALATE, _subject(ticket.id), again, {"restart": True}, now)
+        return
     if step.due_at is not None and step.position is not None:
         p = step.position
         payload = {"level_index": p.level_index, "started_at": p.started_at.isoformat(), "sent": p.reminders_sent}
@@ -148,13 +157,16 @@ def _escalate(
 def escalation_due(session: Session, env: IncidentEnv, ticket_id: int, payload: dict[str, Any], now: datetime) -> Told:
     """The deadline handler's work: the next level or reminder, unless someone acknowledged."""
     told = Told()
-    ticket = locked(session, ticket_id)
+    ticket = locked(session, ticket_id, nowait=True)  # the sweeper must never wait while holding its claims
     if ticket.state != rules.TicketState.OPEN.value:
         return told  # acknowledged or closed meanwhile: the escalation is over
-    position = EscalationPosition(
-        int(payload["level_index"]), datetime.fromisoformat(payload["started_at"]), int(payload.get("sent", 0))
-    )
-    _escalate(session, env, told, ticket, procedure_of(env, ticket.procedure), position, now)
+    procedure = procedure_of(env, ticket.procedure)
+    position = None
+    if not payload.get("restart"):
+        # a procedure file edited to a shorter chain since: go on from its last level
+        index = min(int(payload["level_index"]), len(procedure.escalation) - 1)
+        position = EscalationPosition(index, datetime.fromisoformat(payload["started_at"]), int(payload.get("sent", 0)))
+    _escalate(session, env, told, ticket, procedure, position, now)
     return told
 
 
@@ -188,7 +200,7 @@ def acknowledge(session: Session, env: IncidentEnv, ticket_id: int, by: str, now
     ticket = locked(session, ticket_id)
     acked, change = rules.acknowledge(_workflow(ticket), by, now)
     ticket.state, ticket.acknowledged_by, ticket.acknowledged_at = acked.state.value, acked.acknowledged_by, now
-    deadlines.cancel(session, ESCALATE, _subject(ticket.id), now)
+    deadlines.cancel(session, ESCALATE, _subject(ticket.id), now, skip_locked=True)
     _log(session, env, told, ticket, change)
     return told
 
@@ -250,7 +262,7 @@ def close(
     closed, change = rules.close(_workflow(ticket), steps, record, by, now)
     ticket.state, ticket.closed_by, ticket.closed_at = closed.state.value, closed.closed_by, now
     ticket.record = {"what_happened": record.what_happened, "cause": record.cause, "prevention": record.prevention}
-    deadlines.cancel(session, ESCALATE, _subject(ticket.id), now)
+    deadlines.cancel(session, ESCALATE, _subject(ticket.id), now, skip_locked=True)
     _log(session, env, told, ticket, change)
     return told
 

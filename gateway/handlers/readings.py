@@ -126,7 +126,9 @@ def _back_online(
     ).all()
     for device_id in sorted(offline):
         msgs = by_device[device_id]
-        last = max(at[key(m)] for m in msgs)
+        # receipt time, as for the status messages judged on the same offline rule state: a device
+        # clock minutes fast must not make the next Last Will look older than this reading
+        last = max(m.raw.received_at for m in msgs)
         status_changed(session, ctx, told, msgs[0].device, "offline", last, online=True)
 
 

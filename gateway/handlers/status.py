@@ -26,6 +26,7 @@ def handle_status(session: Session, msgs: list[Accepted], ctx: Context) -> Effec
     ids = {m.device.id for m in msgs}
     lock_rows(session, Device, ids)
     held = {r.id: r.status_at for r in session.execute(select(Device.id, Device.status_at).where(Device.id.in_(ids)))}
+    applied: list[Accepted] = []
     for m in msgs:
         status = m.model
         # a clock a year ahead must not pin the status there: outside the window, receipt time
@@ -38,9 +39,10 @@ def handle_status(session: Session, msgs: list[Accepted], ctx: Context) -> Effec
                 values[column] = value
         session.execute(update(Device).where(Device.id == m.device.id).values(**values))
         held[m.device.id] = at
+        applied.append(m)
         event = DeviceStatusEvent(device=m.device.code, kind=m.device.kind, **values)
         effects.events.append(Outbound(m.device.site_code, event))
-    _alarms(session, msgs, ctx, effects)
+    _alarms(session, applied, ctx, effects)  # a status older than the one held is no news for alarms either
     return effects
 
 

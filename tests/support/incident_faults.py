@@ -118,12 +118,13 @@ class EscalationSweepers:
 
 @contextmanager
 def holding_ticket(engine: Engine, db_url: str, ticket_id: int) -> Iterator[None]:
-    """Hold the ticket so that a sweeper firing its escalation blocks inside the sweep: on
-    PostgreSQL the ticket's row lock (the handler has claimed the deadline, then waits to lock the
-    ticket), on SQLite the write lock (the sweep waits to claim)."""
+    """Hold the ticket's event log so that a sweeper firing its escalation blocks inside the sweep:
+    on PostgreSQL a lock on `ticket_events` (the handler has claimed the deadline and locked the
+    ticket, then waits to write the escalation's event; it never waits for the ticket itself, which
+    it takes NOWAIT), on SQLite the write lock (the sweep waits to claim)."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            conn.execute(text("SELECT id FROM tickets WHERE id = :id FOR UPDATE"), {"id": ticket_id})
+            conn.execute(text("LOCK TABLE ticket_events IN EXCLUSIVE MODE"))
             try:
                 yield
             finally:
