@@ -20,7 +20,7 @@ from gateway.sweeper import Sweeper
 from storage import ticket_flow
 from storage.alarm_flow import RULE_DUE
 from storage.db import session_factory, transaction
-from storage.models import Alarm, AlarmSnooze, Device, OutboxMessage, Ticket, TicketEvent
+from storage.models import Alarm, AlarmSnooze, Device, OutboxMessage, Site, Ticket, TicketEvent
 from storage.tickets import steps_of
 from tests.support.mqtt import wait_until
 from tests.support.rig import Rig, make_rig
@@ -157,3 +157,27 @@ def test_the_deadline_engine_never_waits_on_a_rule_state_a_gateway_holds(rig: Ri
     assert sweeper.failed_runs == 0
     [alarm] = _rows(rig, Alarm)
     assert (alarm.cleared_at, alarm.count) == (None, 2), "the gateway's reading committed, once, after the sweep"
+
+
+def test_a_ticket_opened_with_nobody_on_duty_tells_the_control_room_and_escalates_once_someone_is(
+    rig: Rig,
+) -> None:
+    """Escalation is never stuck (issue 7 item 6): with nobody on duty at any level the control room
+    is told at once (event and notice), and the chain starts again after its first wait, reaching
+    whoever is on duty by then."""
+    sessions = session_factory(rig.engine)
+    with transaction(sessions) as s:
+        site = s.scalars(select(Site).where(Site.code == SITE)).one()
+        roster, site.roster = site.roster, []
+    _reading(rig, "g-1", lel_pct=12.0)
+    [ticket] = _rows(rig, Ticket)
+    assert [e.kind for e in _rows(rig, TicketEvent)][-1] == "nobody_on_duty"
+    assert "ticket_escalated" in _notices(rig)
+    with transaction(sessions) as s:
+        s.scalars(select(Site).where(Site.code == SITE)).one().roster = roster
+    settings = Settings(_env_file=None, database_url="sqlite://", mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
+    sweeper = Sweeper(sessions, rig.clock, deadline_handlers(settings, rig.gateway.incidents), lambda _: None)
+    rig.clock.advance(2 * 60)
+    sweeper.sweep_once()
+    escalated = [e for e in _rows(rig, TicketEvent) if e.kind == "escalated"]
+    assert [e.detail["level"] for e in escalated] == ["on_duty"] and escalated[0].ticket_id == ticket.id
