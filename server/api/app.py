@@ -20,7 +20,19 @@ from core.config import Settings
 from server.api import openapi_errors
 from server.api.docs import mount_docs
 from server.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from server.api.routes import alarms, auth, health, live, procedures, quarantine, sensors, signins, sites, tickets
+from server.api.routes import (
+    alarms,
+    auth,
+    health,
+    live,
+    notifications,
+    procedures,
+    quarantine,
+    sensors,
+    signins,
+    sites,
+    tickets,
+)
 from server.api.strict_params import STRICT_PARAMS
 from server.live import FeedSource, LiveHub
 from storage.db import session_factory
@@ -86,7 +98,7 @@ def create_app(
     app.state.incidents = IncidentEnv(load_procedures(settings.procedures_dir), tuple(settings.webhook_targets))
     auth.install_login_limits(app.state, settings)
     tickets.install_errors(app)  # a refused ticket/alarm rule: 409 or 422 with its code and problems
-    modules = (health, auth, sites, signins, quarantine, live, alarms, tickets, sensors, procedures)
+    modules = (health, auth, sites, signins, quarantine, live, alarms, tickets, sensors, procedures, notifications)
     routers = [module.router for module in modules]
     for router in routers:
         app.include_router(router)

@@ -16,7 +16,8 @@ from sqlalchemy import Engine, select
 from server.auth import Role, create_user, issue_token
 from storage.db import session_factory, transaction
 from storage.incident_notes import OUT_PUBLISH
-from storage.models import DeadlineRow, TicketEvent
+from storage.models import DeadlineRow, OutboxMessage, TicketEvent
+from storage.outbox import mark_failed
 from tests.support.api import PASSWORD, make_client
 from tests.support.rig import Rig, make_rig
 
@@ -378,3 +379,25 @@ def test_sensor_readings_latest_and_history_and_the_procedures(api: Api) -> None
     [never] = [s for s in lift["steps"] if s["safety_critical"]]
     assert never["code"] == "never_force_doors" and never["text"]["zh"].startswith("切忌")
     assert api.client.get("/api/v1/procedures/nope", headers=h).status_code == 404
+
+
+def test_notices_waiting_and_given_up_on_are_visible_to_operators(engine: Engine, db_url: str) -> None:
+    """Issue 7 item 7: webhook failures are kept and visible — counted per target while they wait,
+    listed with their last error once given up on; engineers do not see the robots' plumbing."""
+    rig = make_rig(engine, db_url, now=T0, webhooks='[{"name": "ops", "url": "https://hooks.example/x"}]')
+    client = make_client(engine)
+    client.app.state.clock = rig.clock  # type: ignore[attr-defined]
+    api = Api(rig, client, engine)
+    api.reading(LEAK, "w-1", "water_leak", wet=True)  # alarm raised + ticket opened + escalated: 3 notices
+    control = api.as_(Role.CONTROL_ROOM)
+    summary = client.get("/api/v1/notifications/summary", headers=control).json()
+    assert summary["pending"] == 3 and summary["failed"] == 0 and summary["targets"]["ops"]["pending"] == 3
+    with transaction(session_factory(engine)) as s:
+        first = s.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id).limit(1)).one()
+        mark_failed(s, [first], "HTTP 500: robot down", rig.clock.now(), max_attempts=0)
+    [failed] = client.get("/api/v1/notifications/failed", headers=control).json()
+    assert (failed["id"], failed["target"], failed["last_error"]) == (first, "ops", "HTTP 500: robot down")
+    assert failed["kind"] == "ticket_opened"  # the ticket is opened before the alarm is told
+    after = client.get("/api/v1/notifications/summary", headers=control).json()
+    assert (after["pending"], after["failed"]) == (2, 1)
+    assert client.get("/api/v1/notifications/failed", headers=api.as_(Role.ENGINEER)).status_code == 403
