@@ -38,6 +38,7 @@ class Reason(StrEnum):
     TOO_FAST = "too_fast"
     OUTSIDE_WINDOW = "outside_window"
     NO_ACTIVE_ROUND = "no_active_round"
+    NOT_ON_DUTY = "not_on_duty"  # the guard is not on the roster now
     BAD_SIGNATURE = "bad_signature"
     REPLAYED = "replayed"
 

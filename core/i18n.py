@@ -10,6 +10,7 @@ REASON_TEXT: dict[str, tuple[str, str]] = {
     "too_fast": ("间隔过短，请按路线巡查", "Too fast: walk the route"),
     "outside_window": ("不在巡查时段内", "Outside the patrol window"),
     "no_active_round": ("当前没有巡查任务", "No active round"),
+    "not_on_duty": ("当前不在班，无需巡查", "Not on duty now"),
     "bad_signature": ("标签验证失败", "Tag failed verification"),
     "replayed": ("标签数据被重放", "Tag data replayed"),
     "unknown_device": ("读卡器未登记", "Reader not registered"),
