@@ -14,17 +14,14 @@ from __future__ import annotations
 from core.alarm_rules_config import (
     ALARM_TYPES,
     BUILT_IN,
-    SEVERITIES,
     AlarmRulesSpec,
     AlarmType,
     KindRule,
-    Severity,
     Threshold,
     alarm_type_for,
     built_in,
     check_devices,
     resolve_rule,
-    severity_rank,
 )
 from core.alarm_rules_eval import (
     StatusAlarm,
@@ -37,7 +34,8 @@ from core.alarm_rules_eval import (
     silence_limit,
 )
 from core.alarm_rules_state import ACTIONS, Action, Clearing, Decision, Pending, RuleState
-from core.alarm_rules_text import ALARM_TYPE_NAMES, SEVERITY_NAMES, describe_values
+from core.alarm_rules_text import ALARM_TYPE_NAMES, describe_values
+from core.severity import SEVERITIES, SEVERITY_NAMES, Severity, severity_rank
 
 __all__ = [
     "ACTIONS",

@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from core.contract import SENSOR_VALUES
 from core.directory import READER_KINDS, SENSOR_KINDS, DeviceKind
+from core.severity import Severity, severity_rank
 
-Severity = Literal["warning", "major", "critical"]
-SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 Op = Literal[">=", ">", "<=", "<", "==", "!="]
 AlarmType = Literal["water_leak", "gas", "electric_leak", "smoke", "elevator", "door_open", "offline", "low_battery"]
 ALARM_TYPES: tuple[AlarmType, ...] = get_args(AlarmType)
@@ -38,11 +37,6 @@ _ALARM_TYPE_OF_KIND: dict[str, AlarmType] = {
 DOOR_ONLY = frozenset({"open_max_min", "allowed_hours"})
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _DAY_S = 86_400
-
-
-def severity_rank(severity: Severity | None) -> int:
-    """Order of severities for comparison; no alarm (None) is below `warning`."""
-    return 0 if severity is None else SEVERITIES.index(severity) + 1
 
 
 def alarm_type_for(sensor_kind: str) -> AlarmType:

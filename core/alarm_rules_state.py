@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from core.alarm_rules_config import SEVERITIES, Severity
 from core.outbound import Name
+from core.severity import SEVERITIES, Severity
 
 Action = Literal["raise", "rise", "fall", "clear"]
 ACTIONS: tuple[Action, ...] = get_args(Action)

@@ -7,11 +7,6 @@ from typing import Any
 
 from core.outbound import Name
 
-SEVERITY_NAMES: dict[str, Name] = {
-    "warning": Name(zh="预警", en="Warning"),
-    "major": Name(zh="严重", en="Major"),
-    "critical": Name(zh="紧急", en="Critical"),
-}
 ALARM_TYPE_NAMES: dict[str, Name] = {
     "water_leak": Name(zh="浸水", en="Water leak"),
     "gas": Name(zh="燃气泄漏", en="Gas leak"),

@@ -15,9 +15,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Severity = Literal["warning", "major", "critical"]
-#: Ordered: an alarm or a ticket only ever rises along this tuple.
-SEVERITIES: tuple[Severity, ...] = ("warning", "major", "critical")
+from core.severity import Severity
+
 Kind = Literal["emergency", "maintenance"]
 Level = Literal["on_duty", "shift_leader", "supervisor", "manager"]
 #: Who is woken, in this order (issue 7): on-duty staff of the procedure's departments, 班长, 主管, 经理.

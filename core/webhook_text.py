@@ -8,20 +8,17 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from core.outbound import Name
+from core.severity import SEVERITIES, SEVERITY_NAMES, severity_rank
 
 #: Most severe first in a message; also what a target's `min_severity` compares (core.webhooks).
-SEVERITY_RANK: dict[str, int] = {"warning": 1, "major": 2, "critical": 3}
+SEVERITY_RANK: dict[str, int] = {s: severity_rank(s) for s in SEVERITIES}
 #: Byte limits: WeCom's markdown content (errcode 40058 beyond it), DingTalk's and Feishu's request body
 #: (20 KB, kept under with a margin), and a generous bound for generic receivers.
 MAX_BYTES: dict[str, int] = {"wecom": 4096, "dingtalk": 19_000, "feishu": 19_000, "generic": 65_536}
 MAX_LINE_CHARS = 300  # one notice line; a longer one is cut with "…" before grouping
 MAX_LINES = 10  # lines per notice in a robot message (the generic body keeps them all)
 
-SEVERITY_TEXT = {
-    "warning": Name(zh="一般", en="Warning"),
-    "major": Name(zh="重要", en="Major"),
-    "critical": Name(zh="紧急", en="Critical"),
-}
+SEVERITY_TEXT = SEVERITY_NAMES  # the names the alarm carries on the screen
 KIND_TEXT: dict[str, Name] = {
     "alarm_raised": Name(zh="告警", en="Alarm"),
     "alarm_rose": Name(zh="告警升级", en="Alarm worse"),

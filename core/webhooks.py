@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from core.outbound import Name
+from core.severity import Severity
 from core.webhook_text import (  # re-exported: callers import them from here
     KIND_TEXT,
     MAX_BYTES,
@@ -76,7 +77,6 @@ __all__ = [
 
 Format = Literal["generic", "wecom", "dingtalk", "feishu"]
 Language = Literal["zh", "en", "both"]
-Severity = Literal["warning", "major", "critical"]
 NoticeKind = Literal[
     "alarm_raised", "alarm_rose", "alarm_cleared", "alarm_flapping",
     "ticket_opened", "ticket_escalated", "ticket_reminder", "ticket_acknowledged", "ticket_closed",

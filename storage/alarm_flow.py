@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.alarm_rules import SEVERITIES, Decision, severity_rank
+from core.alarm_rules import Decision
 from core.outbound import Name
 from core.procedures import procedure_for_alarm
+from core.severity import severity_rank
 from core.tickets import TicketRuleError
 from storage import alarms as rows
 from storage import deadlines, ticket_flow
@@ -28,7 +29,6 @@ from storage.models import Alarm, Ticket, TicketEvent
 from storage.tickets import add_event, source_key
 
 RULE_DUE = "alarm.rule_due"
-RANK: dict[str, int] = {str(s): severity_rank(s) for s in SEVERITIES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,7 @@ def _raise(
         flapping=decision.state.flapping,
     )
     if not created:  # another transaction's alarm is active: this reading repeats it, maybe worse
-        if RANK[decision.severity] > RANK[alarm.severity]:
+        if severity_rank(decision.severity) > severity_rank(alarm.severity):
             _change(session, env, told, src, alarm, replace(decision, action="rise"), at, now, value, snoozed)
         return alarm
     if not snoozed:
@@ -176,7 +176,7 @@ def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: 
 
 
 def _raise_ticket_severity(ticket: Ticket, severity: str) -> None:
-    if RANK.get(severity, 0) > RANK.get(ticket.severity, 0):
+    if severity_rank(severity) > severity_rank(ticket.severity):
         ticket.severity = severity
 
 
@@ -206,7 +206,7 @@ def _change(
     assert decision.severity is not None
     rows.repeat(alarm, at, value)
     rose = decision.action == "rise"
-    rows.set_severity(alarm, decision.severity, RANK)
+    rows.set_severity(alarm, decision.severity)
     notice = None
     if rose and not decision.quiet:
         notice = alarm_notice(session, alarm, "alarm_rose", src.site, now)

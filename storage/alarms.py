@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.deadlines import SubjectBusy
+from core.severity import severity_rank
 from storage.db import upsert_insert
 from storage.models import Alarm, AlarmSnooze, RuleState
 from storage.models.incidents import ALARM_ACTIVE
@@ -135,9 +136,9 @@ def repeat(alarm: Alarm, at: datetime, value: Mapping[str, Any]) -> None:
         alarm.last_seen = at
 
 
-def set_severity(alarm: Alarm, severity: str, rank: Mapping[str, int]) -> None:
+def set_severity(alarm: Alarm, severity: str) -> None:
     alarm.severity = severity
-    if rank[severity] > rank[alarm.peak_severity]:
+    if severity_rank(severity) > severity_rank(alarm.peak_severity):
         alarm.peak_severity = severity
 
 
