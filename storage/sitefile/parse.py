@@ -2,79 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from core.alarm_rules_config import check_devices
 from storage.sitefile.schema import SiteFile
+from storage.yaml_lines import Lines, Problem, YamlFileError, parse_yaml, problem_at, validation_problems
 
 Path_ = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Problem:
-    line: int | None
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        at = f"line {self.line}: " if self.line else ""
-        return f"{at}{self.where}: {self.message}" if self.where else f"{at}{self.message}"
-
-
-class SiteFileError(ValueError):
+class SiteFileError(YamlFileError):
     """The site file cannot be loaded; `problems` says where and why, nothing was written."""
 
     def __init__(self, source: str, problems: list[Problem]):
+        problems = [replace(p, source="") for p in problems]  # the message names the file once per line
+        super().__init__(source, problems)
         self.source = source
-        self.problems = problems
         listing = "\n".join(f"  {source}: {p}" for p in problems)
-        super().__init__(f"{source} has {len(problems)} problem(s), nothing was loaded:\n{listing}")
-
-
-def _to_data(node: yaml.Node, path: Path_, lines: dict[Path_, int], scalars: yaml.SafeLoader) -> Any:
-    """Plain data from the node tree, noting the line of every path for error messages."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = scalars.construct_object(key_node)
-            out[key] = _to_data(value_node, (*path, key), lines, scalars)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_data(item, (*path, i), lines, scalars) for i, item in enumerate(node.value)]
-    return scalars.construct_object(node)
-
-
-def _line_of(path: Path_, lines: dict[Path_, int]) -> int | None:
-    for cut in range(len(path), -1, -1):
-        if path[:cut] in lines:
-            return lines[path[:cut]]
-    return None
+        self.args = (f"{source} has {len(problems)} problem(s), nothing was loaded:\n{listing}",)
 
 
 def parse_site_text(text: str, source: str = "<site file>") -> SiteFile:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise SiteFileError(source, [Problem(line, "", f"not valid YAML: {exc.problem}")]) from exc
-    if root is None:
-        raise SiteFileError(source, [Problem(None, "", "the file is empty: see docs/site-file.md")])
-    lines: dict[Path_, int] = {}
-    data = _to_data(root, (), lines, yaml.SafeLoader(""))
-    try:
+        data, lines = parse_yaml(text, source, empty_hint="see docs/site-file.md")
         site = SiteFile.model_validate(data)
+    except YamlFileError as exc:
+        raise SiteFileError(source, exc.problems) from exc
     except ValidationError as exc:
-        problems = [
-            Problem(_line_of(tuple(e["loc"]), lines), ".".join(str(p) for p in e["loc"]), e["msg"])
-            for e in exc.errors()
-        ]
-        raise SiteFileError(source, problems) from exc
+        raise SiteFileError(source, validation_problems(exc, lines)) from exc
     problems = check_references(site, lines)
     if problems:
         raise SiteFileError(source, problems)
@@ -85,12 +44,12 @@ def parse_site_file(path: Path) -> SiteFile:
     return parse_site_text(path.read_text(encoding="utf-8"), str(path))
 
 
-def check_references(site: SiteFile, lines: dict[Path_, int]) -> list[Problem]:
+def check_references(site: SiteFile, lines: Lines) -> list[Problem]:
     """Duplicate codes and UIDs, references to things not in the file, floors out of range."""
     problems: list[Problem] = []
 
     def bad(path: Path_, message: str) -> None:
-        problems.append(Problem(_line_of(path, lines), ".".join(str(p) for p in path), message))
+        problems.append(problem_at(path, lines, message))
 
     for section in ("departments", "buildings", "locations", "staff", "devices"):
         seen: set[str] = set()
