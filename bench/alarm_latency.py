@@ -41,7 +41,6 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
@@ -54,7 +53,7 @@ from websockets.sync.client import connect as ws_connect  # noqa: E402
 from app.cli import DEMO_SITE  # noqa: E402
 from bench.api_load import PASSWORD, USER, ServeProcess  # noqa: E402
 from bench.gateway_process import GatewayProcess  # noqa: E402
-from bench.mqtt_load import Login, Publisher, connect, device_logins, login, new_client, paced  # noqa: E402
+from bench.mqtt_load import Login, Publisher, connect, device_logins, login, new_client, paced, running_broker  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
 from bench.report import database_kinds, fmt, machine_line, print_problems_of, print_table  # noqa: E402
 from bench.runs import percentile  # noqa: E402
@@ -65,7 +64,7 @@ from storage.db import make_engine, migrate, session_factory, transaction  # noq
 from storage.sitefile.load import load_site  # noqa: E402
 from storage.sitefile.parse import parse_site_file  # noqa: E402
 from storage.sitefile.schema import DeviceSpec, Name, SiteFile  # noqa: E402
-from tests.support.accounts import OBSERVER, UNRESTRICTED, accounts_for_tests  # noqa: E402
+from tests.support.accounts import OBSERVER, UNRESTRICTED  # noqa: E402
 from tests.support.databases import database  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 
@@ -101,18 +100,6 @@ def bench_site(alarms: int, sensors: int) -> SiteFile:
     extra = [spec(leak_code(i), "water_leak") for i in range(alarms)]
     extra += [spec(f"bench-bg-{i:03d}", kinds[i % len(kinds)]) for i in range(sensors)]
     return site.model_copy(update={"devices": [*site.devices, *extra]})
-
-
-@contextmanager
-def running_broker(site: SiteFile) -> Iterator[MosquittoBroker]:
-    """bench.mqtt_load.running_broker with the bench site's accounts (the extra sensors need theirs)."""
-    broker = MosquittoBroker(accounts=accounts_for_tests(site))
-    try:
-        broker.start()
-        log(f"mosquitto on 127.0.0.1:{broker.port}")
-        yield broker
-    finally:
-        broker.cleanup()
 
 
 class ApiProcess(ServeProcess):

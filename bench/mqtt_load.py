@@ -31,6 +31,7 @@ from core.broker_access import device_username
 from core.contract import parse_topic, tap_topic
 from gateway.mqtt_link import RECEIVE_MAXIMUM  # the baseline asks the broker for what the gateway asks
 from storage.sitefile.parse import parse_site_file
+from storage.sitefile.schema import SiteFile
 from tests.support.accounts import OBSERVER, SECOND_GATEWAY, accounts_for_tests
 from tests.support.mosquitto import MosquittoBroker
 
@@ -57,15 +58,16 @@ class Login:
     password: str = field(repr=False)
 
 
-def bench_broker() -> MosquittoBroker:
-    """Mosquitto with the shipped rules and the demo site's accounts (tests/support/accounts.py)."""
-    return MosquittoBroker(accounts=accounts_for_tests(parse_site_file(DEMO_SITE)))
+def bench_broker(site: SiteFile | None = None) -> MosquittoBroker:
+    """Mosquitto with the shipped rules and the accounts of `site` (default: the demo site's;
+    tests/support/accounts.py)."""
+    return MosquittoBroker(accounts=accounts_for_tests(site or parse_site_file(DEMO_SITE)))
 
 
 @contextmanager
-def running_broker() -> Iterator[MosquittoBroker]:
-    """`bench_broker()` started, and cleaned up however the run ends."""
-    broker = bench_broker()
+def running_broker(site: SiteFile | None = None) -> Iterator[MosquittoBroker]:
+    """`bench_broker(site)` started, and cleaned up however the run ends."""
+    broker = bench_broker(site)
     try:
         broker.start()
         log(f"mosquitto on 127.0.0.1:{broker.port}")

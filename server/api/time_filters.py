@@ -13,9 +13,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import Query
 from pydantic import PlainValidator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Site
 
 ACCEPTED = (
     "an RFC 3339 time with an offset (2026-11-28T08:00:00+08:00 or 2026-11-28T00:00:00Z) "
@@ -81,3 +86,9 @@ TimeBound = Annotated[
 ]
 Since = Annotated[TimeBound, Query(description=f"at or after this time: {ACCEPTED}")]
 Until = Annotated[TimeBound, Query(description=f"before this time (a date: up to the end of that day): {ACCEPTED}")]
+
+
+def site_zone(session: Session, site: str | None) -> tzinfo:
+    """Where a plain-date `since`/`until` is read: the filtered site's time zone, else UTC."""
+    name = session.scalar(select(Site.timezone).where(Site.code == site)) if site else None
+    return ZoneInfo(name) if name else UTC

@@ -12,9 +12,8 @@ again, which control_room may do too. Admin may do everything.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy import ColumnElement, and_, case, func, select
@@ -36,7 +35,7 @@ from server.api.incident_schemas import (
 )
 from server.api.routes.tickets import EnvDep, Now
 from server.api.schemas import Name, Page
-from server.api.time_filters import Since, Until, resolve_bound
+from server.api.time_filters import Since, Until, resolve_bound, site_zone
 from server.auth import Role
 from storage import alarm_flow
 from storage.incident_notes import publish_later
@@ -53,12 +52,6 @@ RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 SITE_404: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such site or device (GET /api/v1/sites lists them)"}
 }
-
-
-def _zone(session: Session, site: str | None) -> tzinfo:
-    """Where a plain-date `since`/`until` is read: the filtered site's time zone, else UTC."""
-    name = session.scalar(select(Site.timezone).where(Site.code == site)) if site else None
-    return ZoneInfo(name) if name else UTC
 
 
 def _alarms(session: Session, where: list[ColumnElement[bool]], at: datetime, limit: int | None) -> list[AlarmPublic]:
@@ -121,7 +114,7 @@ def list_alarms(
     limit: Limit = 100,
 ) -> Page[AlarmPublic]:
     """`since`/`until` bound the time the alarm was raised."""
-    zone = _zone(session, site) if since is not None or until is not None else UTC
+    zone = site_zone(session, site) if since is not None or until is not None else UTC
     filters: list[tuple[object, Callable[[Any], ColumnElement[bool]]]] = [
         (site, lambda v: Site.code == v),
         (state, lambda v: Alarm.cleared_at.is_(None) if v == "active" else Alarm.cleared_at.is_not(None)),

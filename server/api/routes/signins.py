@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, tzinfo
+from datetime import UTC
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import Session
 
 from server.api.deps import CONTROL, BeforeId, Limit, SessionDep
 from server.api.schemas import Name, Page, SignInPublic
-from server.api.time_filters import Since, Until, resolve_bound
+from server.api.time_filters import Since, Until, resolve_bound, site_zone
 from storage.models import Device, InboundMessage, Location, SignIn, Site, Staff
 
 router = APIRouter(prefix="/api/v1/signins", tags=["signins"], dependencies=[CONTROL])
-
-
-def _zone(session: Session, site: str | None) -> tzinfo:
-    """Where a plain-date `since`/`until` is read: the filtered site's time zone, else UTC."""
-    name = session.scalar(select(Site.timezone).where(Site.code == site)) if site else None
-    return ZoneInfo(name) if name else UTC
 
 
 @router.get(
@@ -55,7 +47,7 @@ def list_signins(
         .order_by(SignIn.id.desc())
         .limit(limit)
     )
-    zone = _zone(session, site) if since is not None or until is not None else UTC
+    zone = site_zone(session, site) if since is not None or until is not None else UTC
     filters: list[tuple[object, Callable[[Any], ColumnElement[bool]]]] = [
         (site, lambda v: Site.code == v),
         (guard, lambda v: Staff.code == v),
