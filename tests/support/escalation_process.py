@@ -14,42 +14,15 @@ sweeping; SIGTERM stops it after the sweep in hand.
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import threading
-import time
-from datetime import datetime, timedelta
 
 from app.wiring import deadline_handlers
-from core.clock import ScaledClock
 from core.config import Settings
-from gateway.sweeper import Sweeper
-from storage.db import make_engine, session_factory
-from tests.support.sweeper_process import REAL_IDLE_S, process_url
+from tests.support.sweeper_process import run_sweeper
 
 
 def main(argv: list[str]) -> int:
-    db_url, name, origin_iso, speed_text, *at = argv
-    speed = float(speed_text)
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
-    engine = make_engine(process_url(db_url, name))
-    late_s = time.time() - float(at[0]) if at else 0.0
-    clock = ScaledClock(datetime.fromisoformat(origin_iso) + timedelta(seconds=late_s * speed), speed)
-    settings = Settings(_env_file=None, database_url=db_url)  # type: ignore[call-arg]
-    sweeper = Sweeper(
-        session_factory(engine),
-        clock,
-        deadline_handlers(settings),
-        publish=lambda _events: None,
-        max_idle_s=REAL_IDLE_S * speed,
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("ready", flush=True)
-    sweeper.run(stop)
-    engine.dispose()
-    return 0
+    return run_sweeper(argv, lambda db_url, _name: deadline_handlers(Settings(_env_file=None, database_url=db_url)))  # type: ignore[call-arg]
 
 
 if __name__ == "__main__":

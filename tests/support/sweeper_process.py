@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,7 +85,8 @@ def process_url(db_url: str, name: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def main(argv: list[str]) -> int:
+def run_sweeper(argv: list[str], handlers: Callable[[str, str], Mapping[str, DeadlineHandler]]) -> int:
+    """`DB_URL NAME ORIGIN_ISO SPEED [AT_UNIX_TIME]`: sweep with `handlers(db_url, name)` until SIGTERM."""
     db_url, name, origin_iso, speed_text, *at = argv
     speed = float(speed_text)
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> int:
     sweeper = Sweeper(
         session_factory(engine),
         clock,
-        {RECORD: record_handler(name)},
+        handlers(db_url, name),
         publish=lambda _events: None,
         max_idle_s=REAL_IDLE_S * speed,
     )
@@ -105,6 +106,10 @@ def main(argv: list[str]) -> int:
     sweeper.run(stop)
     engine.dispose()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_sweeper(argv, lambda _url, name: {RECORD: record_handler(name)})
 
 
 if __name__ == "__main__":
