@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,7 @@ from core.clock import ScaledClock
 from storage.db import make_engine, migrate
 from tests.support.databases import postgres_database
 from tests.support.mqtt import wait_until
-from tests.support.sweeper_process import by_sweeper, create_fired_table, fired_counts, insert_pending
+from tests.support.sweeper_process import SweeperProcesses, by_sweeper, create_fired_table, fired_counts, insert_pending
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
@@ -53,49 +51,9 @@ def pg_engine() -> Iterator[Engine]:
         engine.dispose()
 
 
-class Sweepers:
-    """The sweeper processes of one test; whatever is left running is stopped at teardown."""
-
-    def __init__(self, engine: Engine, logs: Path) -> None:
-        self.url = engine.url.render_as_string(hide_password=False)
-        self.logs = logs
-        self.clock = ScaledClock(T0, SPEED)  # the test's view of simulated time
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{name}.log").open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.sweeper_process", self.url, name, self.clock.now().isoformat(),
-                 str(SPEED), repr(time.time())],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=err,
-            )  # fmt: skip
-        self.procs[name] = proc
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else b""
-        assert line.strip() == b"ready", f"sweeper {name} did not start: {self.log(name)}"
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def stop(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, f"sweeper {name} did not stop cleanly: {self.log(name)}"
-
-    def cleanup(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
 @pytest.fixture
-def sweepers(pg_engine: Engine, tmp_path: Path) -> Iterator[Sweepers]:
-    s = Sweepers(pg_engine, tmp_path)
+def sweepers(pg_engine: Engine, tmp_path: Path) -> Iterator[SweeperProcesses]:
+    s = SweeperProcesses(pg_engine.url.render_as_string(hide_password=False), tmp_path, ScaledClock(T0, SPEED), SPEED)
     yield s
     s.cleanup()
 
@@ -146,7 +104,9 @@ def freeze_inside_a_sweep(engine: Engine, proc: subprocess.Popen[bytes], name: s
     raise AssertionError(f"never caught {name} inside a sweep within {timeout_s}s")
 
 
-def test_two_sweeper_processes_fire_each_of_10000_deadlines_exactly_once(pg_engine: Engine, sweepers: Sweepers) -> None:
+def test_two_sweeper_processes_fire_each_of_10000_deadlines_exactly_once(
+    pg_engine: Engine, sweepers: SweeperProcesses
+) -> None:
     for name in ("a", "b"):
         sweepers.start(name)
     wait_until(lambda: fired_count(pg_engine) >= N, timeout=FIRE_ALL_TIMEOUT_S, what=f"{N} deadlines fired")
@@ -157,7 +117,7 @@ def test_two_sweeper_processes_fire_each_of_10000_deadlines_exactly_once(pg_engi
     print(f"fired by process: {shares}")
 
 
-def test_sigkilled_sweeper_process_loses_and_doubles_nothing(pg_engine: Engine, sweepers: Sweepers) -> None:
+def test_sigkilled_sweeper_process_loses_and_doubles_nothing(pg_engine: Engine, sweepers: SweeperProcesses) -> None:
     a = sweepers.start("a")
     sweepers.start("b")
     wait_until(lambda: fired_count(pg_engine) >= N * 0.3, timeout=FIRE_ALL_TIMEOUT_S, what="a third fired")

@@ -39,9 +39,10 @@ from storage.sitefile.schema import SiteFile
 from storage.tickets import source_key
 from tests.integration.conftest import gateway_settings
 from tests.support.accounts import SECOND_GATEWAY
-from tests.support.incident_faults import EscalationSweepers, blocked_on_a_lock, holding_ticket, left_in_session
+from tests.support.incident_faults import blocked_on_a_lock, holding_ticket, left_in_session
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import SitePeers, end_gateway_sessions, end_session, wait_quiet, wait_until
+from tests.support.sweeper_process import SweeperProcesses
 from tests.support.victoria import VictoriaMetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -234,7 +235,7 @@ def test_escalation_loses_and_repeats_no_level_when_its_sweeper_is_sigkilled_and
     acknowledgement (ticket_flow.acknowledge) cancels the rest: no manager reminder ever comes."""
     env = IncidentEnv(load_procedures())
     clock = ScaledClock(T0, SPEED)
-    sweepers = EscalationSweepers(db_url, tmp_path, clock, SPEED)
+    sweepers = SweeperProcesses(db_url, tmp_path, clock, SPEED, module="tests.support.escalation_process")
     try:
         sweepers.start("esc-a")
         ticket_id = _open_ticket(engine, env, clock.now())

@@ -4,13 +4,8 @@ lock held on a ticket so that a sweeper blocks inside its sweep."""
 
 from __future__ import annotations
 
-import select
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +18,6 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from core.clock import ScaledClock
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.mqtt import wait_quiet, wait_until
 
@@ -67,53 +61,6 @@ def left_in_session(broker: MosquittoBroker, username: str) -> list[str]:
         client.disconnect()
         client.loop_stop()
     return [t for t in got if "/out/" not in t]
-
-
-class EscalationSweepers:
-    """Processes running the product's sweeper (tests/support/escalation_process.py) on one
-    simulated time; whatever is left running is killed at `cleanup`."""
-
-    def __init__(self, db_url: str, logs: Path, clock: ScaledClock, speed: float) -> None:
-        self.url = db_url
-        self.logs = logs
-        self.clock = clock
-        self.speed = speed
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{name}.log").open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.escalation_process", self.url, name,
-                 self.clock.now().isoformat(), str(self.speed), repr(time.time())],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=err,
-            )  # fmt: skip
-        self.procs[name] = proc
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else b""
-        assert line.strip() == b"ready", f"sweeper {name} did not start: {self.log(name)}"
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
-
-    def stop(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, f"sweeper {name} did not stop cleanly: {self.log(name)}"
-
-    def cleanup(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 @contextmanager

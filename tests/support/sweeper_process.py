@@ -15,12 +15,15 @@ twice shows as two rows. Prints "ready" once sweeping; SIGTERM stops it after th
 from __future__ import annotations
 
 import logging
+import select
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, text
@@ -32,6 +35,8 @@ from core.outbound import Outbound
 from gateway.sweeper import Sweeper
 from storage.db import make_engine, normalise_url, session_factory
 from storage.models import DeadlineRow
+
+REPO = Path(__file__).resolve().parents[2]
 
 RECORD = "test.record"
 FIRED_TABLE_DDL = "CREATE TABLE test_fired (deadline_id BIGINT NOT NULL, sweeper VARCHAR(32) NOT NULL)"
@@ -83,6 +88,57 @@ def process_url(db_url: str, name: str) -> str:
     if url.get_backend_name() == "postgresql":
         url = url.update_query_dict({"application_name": name})
     return url.render_as_string(hide_password=False)
+
+
+class SweeperProcesses:
+    """Sweeper processes of one test on one simulated time (`module`: this one, sweeping the test
+    kind, or tests.support.escalation_process, the product's handlers); whatever is left running
+    is killed at `cleanup`."""
+
+    def __init__(
+        self, db_url: str, logs: Path, clock: ScaledClock, speed: float, module: str = "tests.support.sweeper_process"
+    ) -> None:
+        self.url = db_url
+        self.module = module
+        self.logs = logs
+        self.clock = clock
+        self.speed = speed
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, self.url, name,
+                 self.clock.now().isoformat(), str(self.speed), repr(time.time())],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=err,
+            )  # fmt: skip
+        self.procs[name] = proc
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else b""
+        assert line.strip() == b"ready", f"sweeper {name} did not start: {self.log(name)}"
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+
+    def stop(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, f"sweeper {name} did not stop cleanly: {self.log(name)}"
+
+    def cleanup(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def run_sweeper(argv: list[str], handlers: Callable[[str, str], Mapping[str, DeadlineHandler]]) -> int:
