@@ -21,6 +21,7 @@ from core.outbound import Name
 from core.procedures import procedure_for_alarm
 from core.severity import severity_rank
 from core.tickets import TicketRuleError
+from core.webhooks import NoticeKind
 from storage import alarms as rows
 from storage import deadlines, ticket_flow
 from storage.alarms import Where
@@ -56,6 +57,29 @@ def schedule_due(session: Session, src: Source, alarm_type: str, decision: Decis
         deadlines.schedule(session, RULE_DUE, subject, decision.due_at, payload, now)
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One decision being applied: where it happens and what it says, so the helpers below take
+    this and the alarm instead of ten arguments each."""
+
+    session: Session
+    env: IncidentEnv
+    told: Told
+    src: Source
+    decision: Decision
+    at: datetime  # when it was observed (a reading's time; a due time)
+    now: datetime
+    value: dict[str, Any]
+    snoozed: bool
+
+    def tell(self, alarm: Alarm, change: str, notice: NoticeKind | None) -> None:
+        """The alarm's out/ event, and a notice unless the change is quiet (flapping, snoozed)."""
+        s = self
+        event = alarm_event(s.session, alarm, change, s.now, quiet=s.decision.quiet)
+        told = None if notice is None else alarm_notice(s.session, alarm, notice, s.src.site, s.now)
+        tell(s.session, s.env, s.told, s.src.site, event, told, s.now)
+
+
 def apply(
     session: Session,
     env: IncidentEnv,
@@ -82,86 +106,66 @@ def apply(
     snoozed = rows.snoozed_until(session, src.device_id, now) is not None
     if snoozed:
         decision = replace(decision, quiet=True)
-    shown = dict(value)
+    step = _Step(session, env, told, src, decision, at, now, dict(value), snoozed)
     alarm: Alarm | None
     if decision.action == "raise" and decision.severity is not None:
-        alarm = _raise(session, env, told, src, alarm_type, decision, at, now, shown, source, code, snoozed)
+        alarm = _raise(step, alarm_type, source, code)
     else:
         alarm = rows.active_alarm(session, src.device_id, alarm_type)
         if alarm is None:
             return None
         if decision.action in ("rise", "fall") and decision.severity is not None:
-            _change(session, env, told, src, alarm, decision, at, now, shown, snoozed)
+            _change(step, alarm)
         elif decision.action == "clear":
-            _clear(session, env, told, src, alarm, decision, at, now, shown)
+            _clear(step, alarm)
         elif decision.state.clearing is None and reading:
-            rows.repeat(alarm, at, shown)
+            rows.repeat(alarm, at, step.value)
             if alarm.ticket_id is None and not snoozed:  # raised while snoozed; the snooze is over
-                _ticket(session, env, told, src, alarm, now)
+                _ticket(step, alarm)
         elif reading:  # below its level, waiting out the clear delay: the latest value, not a repeat
-            alarm.last_value = shown
-    _flapping(session, env, told, src, alarm, decision, now)
+            alarm.last_value = step.value
+    _flapping(step, alarm)
     return alarm
 
 
-def _raise(
-    session: Session,
-    env: IncidentEnv,
-    told: Told,
-    src: Source,
-    alarm_type: str,
-    decision: Decision,
-    at: datetime,
-    now: datetime,
-    value: dict[str, Any],
-    source: str,
-    code: str | None,
-    snoozed: bool,
-) -> Alarm:
-    assert decision.severity is not None
+def _raise(step: _Step, alarm_type: str, source: str, code: str | None) -> Alarm:
+    d, src = step.decision, step.src
+    assert d.severity is not None
     alarm, created = rows.raise_alarm(
-        session,
+        step.session,
         site_id=src.site_id,
         device_id=src.device_id,
         alarm_type=alarm_type,
-        severity=decision.severity,
+        severity=d.severity,
         source=source,
-        at=at,
-        value=value,
+        at=step.at,
+        value=step.value,
         where=src.where,
         code=code,
-        flapping=decision.state.flapping,
+        flapping=d.state.flapping,
     )
     if not created:  # another transaction's alarm is active: this reading repeats it, maybe worse
-        if severity_rank(decision.severity) > severity_rank(alarm.severity):
-            _change(session, env, told, src, alarm, replace(decision, action="rise"), at, now, value, snoozed)
+        if severity_rank(d.severity) > severity_rank(alarm.severity):
+            _change(replace(step, decision=replace(d, action="rise")), alarm)
         return alarm
-    if not snoozed:
-        _ticket(session, env, told, src, alarm, now)
-    quiet = decision.quiet
-    tell(
-        session,
-        env,
-        told,
-        src.site,
-        alarm_event(session, alarm, "raised", now, quiet=quiet),
-        None if quiet else alarm_notice(session, alarm, "alarm_raised", src.site, now),
-        now,
-    )
+    if not step.snoozed:
+        _ticket(step, alarm)
+    step.tell(alarm, "raised", None if d.quiet else "alarm_raised")
     return alarm
 
 
-def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: Alarm, now: datetime) -> Ticket:
+def _ticket(step: _Step, alarm: Alarm) -> Ticket:
     """Open the alarm's emergency ticket, or attach the alarm to the open one of its source."""
-    procedure = ticket_flow.procedure_of(env, procedure_for_alarm(alarm.alarm_type))
+    src = step.src
+    procedure = ticket_flow.procedure_of(step.env, procedure_for_alarm(alarm.alarm_type))
     ticket, created = ticket_flow.start(
-        session,
-        env,
-        told,
+        step.session,
+        step.env,
+        step.told,
         site_id=src.site_id,
         procedure=procedure,
         severity=alarm.severity,
-        now=now,
+        now=step.now,
         source=source_key(src.device_id, procedure.code),
         device_id=src.device_id,
         where=src.where,
@@ -169,9 +173,9 @@ def _ticket(session: Session, env: IncidentEnv, told: Told, src: Source, alarm: 
     )
     alarm.ticket_id = ticket.id
     if not created:
-        add_event(session, ticket.id, now, "system", "alarm_attached", {"alarm_id": alarm.id})
+        add_event(step.session, ticket.id, step.now, "system", "alarm_attached", {"alarm_id": alarm.id})
         _raise_ticket_severity(ticket, alarm.severity)
-    _muster_if_gas(session, env, told, alarm, ticket, now)
+    _muster_if_gas(step, alarm, ticket)
     return ticket
 
 
@@ -180,78 +184,54 @@ def _raise_ticket_severity(ticket: Ticket, severity: str) -> None:
         ticket.severity = severity
 
 
-def _muster_if_gas(session: Session, env: IncidentEnv, told: Told, alarm: Alarm, ticket: Ticket, now: datetime) -> None:
+def _muster_if_gas(step: _Step, alarm: Alarm, ticket: Ticket) -> None:
     """P5 §1: a critical gas alarm (evacuate) calls every guard on duty, once per ticket."""
     if alarm.alarm_type != "gas" or alarm.severity != "critical":
         return
     called = select(TicketEvent.id).where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "muster").limit(1)
-    if session.execute(called).first() is None:
-        ticket_flow.muster(session, env, told, ticket, now)
+    if step.session.execute(called).first() is None:
+        ticket_flow.muster(step.session, step.env, step.told, ticket, step.now)
 
 
-def _change(
-    session: Session,
-    env: IncidentEnv,
-    told: Told,
-    src: Source,
-    alarm: Alarm,
-    decision: Decision,
-    at: datetime,
-    now: datetime,
-    value: dict[str, Any],
-    snoozed: bool,
-) -> None:
+def _change(step: _Step, alarm: Alarm) -> None:
     """Severity up (at once) or down (after the clear delay). A rise with no open ticket (it was
     closed while the alarm stayed active, or the alarm was raised during a snooze) opens one."""
-    assert decision.severity is not None
-    rows.repeat(alarm, at, value)
-    rose = decision.action == "rise"
-    rows.set_severity(alarm, decision.severity)
-    notice = None
-    if rose and not decision.quiet:
-        notice = alarm_notice(session, alarm, "alarm_rose", src.site, now)
-    if rose and not snoozed:
-        ticket = ticket_flow.locked(session, alarm.ticket_id) if alarm.ticket_id is not None else None
+    d = step.decision
+    assert d.severity is not None
+    rows.repeat(alarm, step.at, step.value)
+    rose = d.action == "rise"
+    rows.set_severity(alarm, d.severity)
+    if rose and not step.snoozed:
+        ticket = ticket_flow.locked(step.session, alarm.ticket_id) if alarm.ticket_id is not None else None
         if ticket is None or ticket.closed_at is not None:
-            _ticket(session, env, told, src, alarm, now)
+            _ticket(step, alarm)
         else:
             _raise_ticket_severity(ticket, alarm.severity)
             detail = {"alarm_id": alarm.id, "severity": alarm.severity}
-            add_event(session, ticket.id, now, "system", "alarm_rose", detail)
-            _muster_if_gas(session, env, told, alarm, ticket, now)
-    event = alarm_event(session, alarm, "rose" if rose else "fell", now, quiet=decision.quiet)
-    tell(session, env, told, src.site, event, notice, now)
+            add_event(step.session, ticket.id, step.now, "system", "alarm_rose", detail)
+            _muster_if_gas(step, alarm, ticket)
+    step.tell(alarm, "rose" if rose else "fell", "alarm_rose" if rose and not d.quiet else None)
 
 
-def _clear(
-    session: Session,
-    env: IncidentEnv,
-    told: Told,
-    src: Source,
-    alarm: Alarm,
-    decision: Decision,
-    at: datetime,
-    now: datetime,
-    value: dict[str, Any],
-) -> None:
-    alarm.last_value = value  # the clearing reading (or, after a clear delay, the last one) is no repeat
-    rows.clear(alarm, at)
+def _clear(step: _Step, alarm: Alarm) -> None:
+    alarm.last_value = step.value  # the clearing reading (or, after a clear delay, the last one) is no repeat
+    rows.clear(alarm, step.at)
     if alarm.ticket_id is not None:
-        ticket_flow.note_alarm_cleared(session, env, told, alarm.ticket_id, f"{alarm.alarm_type}#{alarm.id}", now)
-    notice = None if decision.quiet else alarm_notice(session, alarm, "alarm_cleared", src.site, now)
-    tell(session, env, told, src.site, alarm_event(session, alarm, "cleared", now, quiet=decision.quiet), notice, now)
+        label = f"{alarm.alarm_type}#{alarm.id}"
+        ticket_flow.note_alarm_cleared(step.session, step.env, step.told, alarm.ticket_id, label, step.now)
+    step.tell(alarm, "cleared", None if step.decision.quiet else "alarm_cleared")
 
 
-def _flapping(
-    session: Session, env: IncidentEnv, told: Told, src: Source, alarm: Alarm | None, decision: Decision, now: datetime
-) -> None:
+def _flapping(step: _Step, alarm: Alarm | None) -> None:
     """A flapping sensor notifies once when it starts and once when it settles, not every change."""
-    if alarm is None or not (decision.flapping_started or decision.flapping_ended):
+    d = step.decision
+    if alarm is None or not (d.flapping_started or d.flapping_ended):
         return
-    alarm.flapping = decision.flapping_started
-    change = "flapping" if decision.flapping_started else "stable"
-    notice = alarm_notice(session, alarm, "alarm_flapping", src.site, now) if decision.flapping_started else None
-    tell(session, env, told, src.site, alarm_event(session, alarm, change, now), notice, now)
+    alarm.flapping = d.flapping_started
+    # not quiet unless snoozed: this is the one notice a flapping sensor gives
+    once = replace(step, decision=replace(d, quiet=step.snoozed))
+    notice: NoticeKind | None = "alarm_flapping" if d.flapping_started and not step.snoozed else None
+    once.tell(alarm, "flapping" if d.flapping_started else "stable", notice)
 
 
 def acknowledge(session: Session, env: IncidentEnv, alarm_id: int, by: str, comment: str | None, now: datetime) -> Told:

@@ -181,3 +181,22 @@ def test_a_ticket_opened_with_nobody_on_duty_tells_the_control_room_and_escalate
     sweeper.sweep_once()
     escalated = [e for e in _rows(rig, TicketEvent) if e.kind == "escalated"]
     assert [e.detail["level"] for e in escalated] == ["on_duty"] and escalated[0].ticket_id == ticket.id
+
+
+def test_a_flapping_sensor_notifies_once_not_on_every_change(rig: Rig) -> None:
+    """Issue 7 item 3: a sensor changing more than K times in the window is marked flapping and
+    notifies once; its later changes are still published, quietly, and page nobody."""
+    leak = "leak-b1-pump"
+    for i in range(10):  # wet and dry every 30 s: 10 changes in 5 minutes
+        body = {"id": f"w-{i}", "ts": int(rig.clock.now().timestamp() * 1000), "kind": "water_leak",
+                "values": {"wet": i % 2 == 0}}  # fmt: skip
+        rig.link.inject(f"patrol/v1/{SITE}/sensor/{leak}/telemetry", body)
+        rig.gateway.pump()
+        rig.clock.advance(30)
+    alarm_notices = [k for k in _notices(rig) if k.startswith("alarm_")]
+    assert alarm_notices.count("alarm_flapping") == 1
+    flapped = alarm_notices.index("alarm_flapping")
+    assert alarm_notices[flapped + 1 :] == [], "nothing pages after the flapping notice"
+    events = [b for _, b in rig.link.published(f"/out/alarm/{leak}/water_leak")]
+    after = events[[e["change"] for e in events].index("flapping") + 1 :]
+    assert after and all(e["quiet"] for e in after), "later changes are published, quietly"
