@@ -41,39 +41,7 @@ from pydantic import (
 
 from core.outbound import Name
 from core.severity import Severity
-from core.webhook_text import (  # re-exported: callers import them from here
-    KIND_TEXT,
-    MAX_BYTES,
-    MAX_LINE_CHARS,
-    MAX_LINES,
-    OPEN_TEXT,
-    SEVERITY_RANK,
-    SEVERITY_TEXT,
-    Request,
-    redact_url,
-)
-
-__all__ = [
-    "KIND_TEXT",
-    "MAX_BYTES",
-    "MAX_LINES",
-    "MAX_LINE_CHARS",
-    "OPEN_TEXT",
-    "SEVERITY_RANK",
-    "SEVERITY_TEXT",
-    "Format",
-    "Language",
-    "Notice",
-    "NoticeKind",
-    "Request",
-    "Severity",
-    "WebhookConfigError",
-    "WebhookTarget",
-    "accepted",
-    "failure_reason",
-    "parse_targets",
-    "redact_url",
-]
+from core.webhook_text import SEVERITY_RANK, redact_url
 
 Format = Literal["generic", "wecom", "dingtalk", "feishu"]
 Language = Literal["zh", "en", "both"]

@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.clock import Clock
 from core.deadlines import describe_error
 from core.webhook_render import render
-from core.webhooks import Notice, Request, WebhookTarget, failure_reason
+from core.webhook_text import Request
+from core.webhooks import Notice, WebhookTarget, failure_reason
 from storage.db import transaction
 from storage.outbox import MAX_ATTEMPTS, OutboxEntry, claim_group, mark_failed, mark_sent, next_due, outbox_summary
 

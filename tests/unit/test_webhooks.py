@@ -16,10 +16,9 @@ import pytest
 
 from core.outbound import Name
 from core.webhook_render import render
+from core.webhook_text import MAX_BYTES, Request
 from core.webhooks import (
-    MAX_BYTES,
     Notice,
-    Request,
     WebhookConfigError,
     WebhookTarget,
     accepted,
