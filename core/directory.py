@@ -53,6 +53,7 @@ class TagEntry:
 class SiteRules:
     timezone: str
     alarm_rules: dict[str, Any]
+    patrol: bool = False  # the site has patrol plans: taps are judged against rounds (issue 8)
 
 
 @dataclass(frozen=True)

@@ -239,32 +239,63 @@ def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A reference to nothing, found by `cross_check`: where in the site file (for its line number) and why."""
+
+    path: tuple[str | int, ...]  # e.g. ("routes", 0, "points", 2, "checkpoint")
+    owner: str  # e.g. "routes[b1_day]"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.owner}: {self.message}"
+
+
 def cross_check(
     routes: Sequence[RouteSpec], plans: Sequence[PlanSpec], checkpoints: Collection[str], staff: Collection[str]
-) -> list[str]:
-    """What refers to nothing, one message each: a route's unknown checkpoint, a plan's unknown route
-    or guard, a window that ends after the round's end plus grace. Empty when all is well."""
-    problems: list[str] = []
+) -> list[Reference]:
+    """What refers to nothing, one problem each: a route's unknown checkpoint, a plan's unknown route
+    or guard, a window that ends after the round's end plus grace, a code used twice. Empty when all is well."""
+    problems: list[Reference] = []
     by_code = {r.code: r for r in routes}
-    for r in routes:
+    for kind, items in (("routes", routes), ("plans", plans)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.code in seen:
+                problems.append(Reference((kind, i, "code"), f"{kind}[{item.code}]", "code is used twice"))
+            seen.add(item.code)
+    for i, r in enumerate(routes):
         problems += [
-            f"routes[{r.code}]: checkpoint `{p.checkpoint}` is not in `locations:`"
-            for p in r.points
+            Reference(
+                ("routes", i, "points", j, "checkpoint"),
+                f"routes[{r.code}]",
+                f"checkpoint `{p.checkpoint}` is not in `locations:`",
+            )
+            for j, p in enumerate(r.points)
             if p.checkpoint not in checkpoints
         ]
-    for plan in plans:
+    for i, plan in enumerate(plans):
+        owner = f"plans[{plan.code}]"
         route = by_code.get(plan.route)
         if route is None:
-            problems.append(f"plans[{plan.code}]: route `{plan.route}` is not in `routes:`")
+            problems.append(Reference(("plans", i, "route"), owner, f"route `{plan.route}` is not in `routes:`"))
         else:
             last = plan.duration_min + plan.grace_min
             problems += [
-                f"plans[{plan.code}]: window of `{p.checkpoint}` ends at {p.window.to_min} min, after the "
-                f"round's {plan.duration_min} min + {plan.grace_min} min grace: lengthen the round or the window"
+                Reference(
+                    ("plans", i, "duration_min"),
+                    owner,
+                    f"window of `{p.checkpoint}` ends at {p.window.to_min} min, after the round's "
+                    f"{plan.duration_min} min + {plan.grace_min} min grace: lengthen the round or the window",
+                )
                 for p in route.points
                 if p.window is not None and p.window.to_min > last
             ]
-        problems += [f"plans[{plan.code}]: guard `{g}` is not in `staff:`" for g in plan.guards or [] if g not in staff]
+        problems += [
+            Reference(("plans", i, "guards", j), owner, f"guard `{g}` is not in `staff:`")
+            for j, g in enumerate(plan.guards or [])
+            if g not in staff
+        ]
     return problems
 
 

@@ -41,7 +41,7 @@ def load_directory(session: Session) -> Directory:
     }
     locations = {loc.id: Named(loc.id, loc.code, loc.name_zh, loc.name_en) for loc in session.scalars(select(Location))}
     staff = {s.id: Named(s.id, s.code, s.name_zh, s.name_en) for s in session.scalars(select(Staff))}
-    rules = {s.id: SiteRules(s.timezone, dict(s.alarm_rules or {})) for s in site_rows}
+    rules = {s.id: SiteRules(s.timezone, dict(s.alarm_rules or {}), bool(s.plans)) for s in site_rows}
     return Directory(devices=devices, tags=tags, locations=locations, staff=staff, site_rules=rules)
 
 
@@ -69,4 +69,4 @@ def device_entry(session: Session, device_id: int) -> tuple[DeviceEntry, SiteRul
         ).first()
         place = (row[0], row[1], row[2], row[3]) if row is not None else None
     entry = DeviceEntry(d.id, d.site_id, site.code, d.code, d.kind, d.location_id, d.holder_id, **_place(place))
-    return entry, SiteRules(site.timezone, dict(site.alarm_rules or {}))
+    return entry, SiteRules(site.timezone, dict(site.alarm_rules or {}), bool(site.plans))

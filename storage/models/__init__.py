@@ -13,6 +13,7 @@ from storage.models.incidents import (
     TicketEvent,
     TicketStep,
 )
+from storage.models.patrol import Finding, Round, RoundHandover, RoundPoint
 from storage.models.ingest import InboundMessage, QuarantinedMessage, SignIn
 from storage.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
 
@@ -25,11 +26,15 @@ __all__ = [
     "DeadlineRow",
     "Department",
     "Device",
+    "Finding",
     "Floor",
     "InboundMessage",
     "Location",
     "OutboxMessage",
     "QuarantinedMessage",
+    "Round",
+    "RoundHandover",
+    "RoundPoint",
     "RuleState",
     "SensorLatest",
     "SignIn",

@@ -48,6 +48,8 @@ class SignIn(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ok: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(32))
+    # the round the tap was judged against (issue 8); null on a site without plans or with no round
+    round_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("rounds.id"), index=True)
 
 
 class QuarantinedMessage(Base):

@@ -22,6 +22,10 @@ class Site(Base):
     # core.escalation): read with the directory, so the gateway judges readings without a query
     alarm_rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     roster: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # the site file's `routes:` and `plans:` (core.patrol_plans), validated; no plans: taps are
+    # judged by the tag alone (a site can be onboarded before its plans are written)
+    routes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    plans: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     buildings: Mapped[list[Building]] = relationship(back_populates="site", order_by="Building.code")
 

@@ -85,6 +85,8 @@ def load_site(session: Session, spec: SiteFile) -> LoadSummary:
         "timezone": s.timezone,
         "alarm_rules": spec.alarm_rules.model_dump(mode="json", exclude_unset=True),
         "roster": spec.roster.model_dump(mode="json", by_alias=True),
+        "routes": [r.model_dump(mode="json", exclude_none=True) for r in spec.routes],
+        "plans": [p.model_dump(mode="json", exclude_none=True) for p in spec.plans],
     }
     site = _upsert(session, summary, "site", Site, {s.code: site} if site else {}, s.code, site_values)
     session.flush()

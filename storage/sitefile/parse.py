@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.alarm_rules_config import check_devices
+from core.patrol_plans import cross_check
 from storage.sitefile.schema import SiteFile
 from storage.yaml_lines import Lines, Problem, YamlFileError, parse_yaml, problem_at, validation_problems
 
@@ -90,6 +91,8 @@ def check_references(site: SiteFile, lines: Lines) -> list[Problem]:
     for i, entry in enumerate(site.roster.root):
         if entry.staff not in staff:
             bad(("roster", i, "staff"), f"staff {entry.staff!r} is not in `staff`: add them there or fix the code")
+    for ref in cross_check(site.routes, site.plans, locations, staff):
+        bad(ref.path, ref.message)
     return problems
 
 

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from core.alarm_rules_config import AlarmRulesSpec
 from core.directory import DeviceKind
 from core.escalation import RosterSpec
+from core.patrol_plans import PlanSpec, RouteSpec
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$"), AfterValidator(str.upper)]
@@ -128,3 +129,7 @@ class SiteFile(_Strict):
     alarm_rules: AlarmRulesSpec = AlarmRulesSpec()
     #: who is on duty when (core.escalation): escalation and the emergency muster read it
     roster: RosterSpec = RosterSpec()
+    #: patrol routes and plans (core.patrol_plans): rounds are generated from them; a site without
+    #: plans answers every known checkpoint tag `ok` (onboarding before its plans are written)
+    routes: list[RouteSpec] = []
+    plans: list[PlanSpec] = []

@@ -287,7 +287,7 @@ def test_wrong_route_refused() -> None:
 def test_cross_check_names_what_refers_to_nothing() -> None:
     narrow = route(points=[{"checkpoint": "b1_lobby", "window": {"from_min": 0, "to_min": 60}}, {"checkpoint": "x"}])
     plans = [plan(), plan(code="p2", route="nope", guards=["g01", "g09"])]
-    problems = cross_check([narrow], plans, checkpoints=PLACES.keys(), staff={"g01", "g02"})
+    problems = [str(p) for p in cross_check([narrow], plans, checkpoints=PLACES.keys(), staff={"g01", "g02"})]
     assert problems == [
         "routes[b1_day]: checkpoint `x` is not in `locations:`",
         "plans[p_b1]: window of `b1_lobby` ends at 60 min, after the round's 40 min + 5 min grace: "
