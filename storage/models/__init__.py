@@ -13,8 +13,8 @@ from storage.models.incidents import (
     TicketEvent,
     TicketStep,
 )
-from storage.models.patrol import Finding, Round, RoundHandover, RoundPoint
 from storage.models.ingest import InboundMessage, QuarantinedMessage, SignIn
+from storage.models.patrol import Finding, Round, RoundHandover, RoundPoint
 from storage.models.site import Building, Department, Device, Floor, Location, Site, Staff, Tag
 
 __all__ = [
