@@ -160,6 +160,9 @@ class Settings(BaseSettings):
         " group_wait)",
     )
     webhook_timeout_s: float = Field(default=5, gt=0, le=120, description="a post to a webhook gives up after this")
+    round_lead_h: int = Field(
+        default=24, ge=1, le=24 * 14, description="patrol rounds are generated this many hours before they start"
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -23,11 +23,14 @@ from server.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.api.routes import (
     alarms,
     auth,
+    findings,
     health,
     live,
     notifications,
+    patrol,
     procedures,
     quarantine,
+    reports,
     sensors,
     signins,
     sites,
@@ -98,7 +101,10 @@ def create_app(
     app.state.incidents = IncidentEnv(load_procedures(settings.procedures_dir), tuple(settings.webhook_targets))
     auth.install_login_limits(app.state, settings)
     tickets.install_errors(app)  # a refused ticket/alarm rule: 409 or 422 with its code and problems
-    modules = (health, auth, sites, signins, quarantine, live, alarms, tickets, sensors, procedures, notifications)
+    modules = (
+        *(health, auth, sites, signins, quarantine, live, alarms, tickets, sensors, procedures, notifications),
+        *(patrol, findings, reports),
+    )
     routers = [module.router for module in modules]
     for router in routers:
         app.include_router(router)
