@@ -4,6 +4,7 @@ which deadline kinds this process's sweeper knows how to fire."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from core.config import Settings
 from core.deadlines import DeadlineHandler
@@ -11,6 +12,7 @@ from gateway.housekeeping import housekeeping_handlers
 from gateway.incident_deadlines import incident_handlers
 from gateway.incidents import Incidents, incidents_from_settings
 from gateway.live_source import LiveSource
+from gateway.patrol_deadlines import patrol_handlers
 from server.live import FeedSource, LiveHub
 
 
@@ -31,8 +33,10 @@ def live_source(settings: Settings) -> Callable[[LiveHub], FeedSource]:
 
 def deadline_handlers(settings: Settings, incidents: Incidents | None = None) -> dict[str, DeadlineHandler]:
     """Every deadline kind and its handler: housekeeping, alarm rules, silence, escalation, and
-    out/ events decided by the API (patrol rounds add theirs here)."""
+    out/ events decided by the API, and patrol rounds (generation, missed checkpoints)."""
     handlers = housekeeping_handlers(
         settings.telemetry_retention_days, quarantine_days=settings.quarantine_retention_days
     )
-    return {**handlers, **incident_handlers(incidents or incidents_from_settings(settings))}
+    incidents = incidents or incidents_from_settings(settings)
+    patrol = patrol_handlers(incidents.env, timedelta(hours=settings.round_lead_h))
+    return {**handlers, **incident_handlers(incidents), **patrol}

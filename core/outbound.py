@@ -78,6 +78,9 @@ class SignInEvent(_Event):
     received_at: datetime
     device_ts: datetime | None = None  # the reader's own `ts`, as sent
     clock_skew_s: int | None = None  # set when the reader's clock was not believed (see ReaderAnswer)
+    round_id: int | None = None  # the round the tap was judged against (sites with patrol plans)
+    result: str | None = None  # early / on_time / late, for an ok tap of a round
+    next_checkpoint: str | None = None  # where the guard goes next (location code)
 
 
 class SignInBatch(_Event):
@@ -174,10 +177,49 @@ class TicketEvent(_Event):
         return ("ticket", str(self.id))
 
 
-OutEventType = SignInBatch | DeviceStatusEvent | AlarmEvent | TicketEvent
+class RoundPointState(BaseModel):
+    """A round's checkpoint as a screen shows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    checkpoint: str
+    name: Name | None = None
+    result: str  # pending / early / on_time / late / missed
+    due_at: datetime
+    signed_at: datetime | None = None
+
+
+class RoundEvent(_Event):
+    """A change of one patrol round, on `out/round/{id}`: progress (a sign-in counted), missed (a
+    checkpoint's window shut without a valid sign-in: `missed` names them, sent once), ended,
+    handed_over, alert_closed. Carries the round as it now is."""
+
+    type: Literal["round"] = "round"
+    change: str
+    id: int
+    plan: str
+    route: str
+    area: str
+    guard: str
+    state: str
+    starts_at: datetime
+    ends_at: datetime
+    completion_pct: float
+    lateness_s: int
+    next_checkpoint: str | None = None
+    missed: list[str] = Field(default_factory=list)
+    points: list[RoundPointState] = Field(default_factory=list)
+    alert_open: bool = False
+    actor: str = "system"
+    at: datetime
+
+    def topic_path(self) -> tuple[str, ...]:
+        return ("round", str(self.id))
+
+
+OutEventType = SignInBatch | DeviceStatusEvent | AlarmEvent | TicketEvent | RoundEvent
 OutEvent = Annotated[OutEventType, Field(discriminator="type")]
 #: what a browser gets: sign-ins one at a time, everything else as published
-LiveEvent = SignInEvent | DeviceStatusEvent | AlarmEvent | TicketEvent
+LiveEvent = SignInEvent | DeviceStatusEvent | AlarmEvent | TicketEvent | RoundEvent
 _OUT_EVENT: TypeAdapter[OutEventType] = TypeAdapter(OutEvent)
 
 

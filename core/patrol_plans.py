@@ -258,12 +258,12 @@ def cross_check(
     or guard, a window that ends after the round's end plus grace, a code used twice. Empty when all is well."""
     problems: list[Reference] = []
     by_code = {r.code: r for r in routes}
-    for kind, items in (("routes", routes), ("plans", plans)):
+    for kind, codes in (("routes", [r.code for r in routes]), ("plans", [p.code for p in plans])):
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.code in seen:
-                problems.append(Reference((kind, i, "code"), f"{kind}[{item.code}]", "code is used twice"))
-            seen.add(item.code)
+        for i, code in enumerate(codes):
+            if code in seen:
+                problems.append(Reference((kind, i, "code"), f"{kind}[{code}]", "code is used twice"))
+            seen.add(code)
     for i, r in enumerate(routes):
         problems += [
             Reference(
@@ -307,8 +307,9 @@ class RoundPointSpec:
     checkpoint: str
     order: int
     opens_at: datetime
-    closes_at: datetime
+    closes_at: datetime  # the latest a sign-in can count: the window's end, or the round's end + grace
     min_gap_s: int  # since the previous sign-in of the round; 0 for the first point
+    due_at: datetime | None = None  # on time until: the window's end, or the round's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +385,7 @@ def rounds_due(
                     start + timedelta(minutes=p.window.from_min) if p.window else start,
                     start + timedelta(minutes=p.window.to_min) if p.window else start + duration + grace,
                     gaps[p.checkpoint],
+                    start + timedelta(minutes=p.window.to_min) if p.window else start + duration,
                 )
                 for p in route.sequence()
             )

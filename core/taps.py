@@ -27,6 +27,9 @@ class TapDecision:
     guard_id: int | None
     location_id: int | None
     clock_skew_s: int | None = None  # the reader's clock was off by this much (stored with the message)
+    round_id: int | None = None  # the round it was judged against (a site with patrol plans)
+    result: str | None = None  # early / on_time / late for an ok tap of a round
+    next_location_id: int | None = None  # the round's next checkpoint, told to the reader
 
     def _names(self, directory: Directory) -> tuple[Named | None, Named | None]:
         """(checkpoint, guard) as the directory names them now."""
@@ -34,16 +37,21 @@ class TapDecision:
         guard = directory.staff.get(self.guard_id) if self.guard_id else None
         return place, guard
 
+    def _next(self, directory: Directory) -> Named | None:
+        return directory.locations.get(self.next_location_id) if self.next_location_id else None
+
     def answer(self, msg_id: str | None, directory: Directory) -> ReaderAnswer:
         """The reader's answer, the same for the first delivery and every redelivery, because it is
         made from the stored decision, never decided again."""
         place, guard = self._names(directory)
+        following = self._next(directory)
         return ReaderAnswer(
             id=msg_id,
             ok=self.ok,
             reason=self.reason,
             checkpoint=place.name_zh if place else None,
             checkpoint_en=place.name_en if place else None,
+            next=following.name_zh if following else None,
             guard=guard.code if guard else None,
             message=reason_message(self.reason, clock_off=self.clock_skew_s is not None),
             clock_skew_s=self.clock_skew_s,
@@ -68,6 +76,9 @@ class TapDecision:
             received_at=received_at,
             device_ts=device_ts,
             clock_skew_s=self.clock_skew_s,
+            round_id=self.round_id,
+            result=self.result,
+            next_checkpoint=following.code if (following := self._next(directory)) else None,
         )
 
 

@@ -48,7 +48,7 @@ Language = Literal["zh", "en", "both"]
 NoticeKind = Literal[
     "alarm_raised", "alarm_rose", "alarm_cleared", "alarm_flapping",
     "ticket_opened", "ticket_escalated", "ticket_reminder", "ticket_acknowledged", "ticket_closed",
-    "muster", "test",
+    "muster", "round_missed", "test",
 ]  # fmt: skip
 
 

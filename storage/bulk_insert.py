@@ -18,12 +18,13 @@ from storage.models import InboundMessage, SignIn
 MESSAGE_COLUMNS = ("site_id", "device_id", "msg_id", "kind", "device_ts", "received_at", "payload", "clock_skew_s")
 SIGNIN_COLUMNS = (
     "message_id", "site_id", "device_id", "guard_id", "location_id", "tag_uid", "tapped_at", "received_at", "ok",
-    "reason",
+    "reason", "round_id", "result", "next_location_id",
 )  # fmt: skip
 _PG_TYPES = {
     "site_id": "int", "device_id": "int", "msg_id": "text", "kind": "text", "device_ts": "timestamptz",
     "received_at": "timestamptz", "payload": "text", "clock_skew_s": "int", "message_id": "bigint", "guard_id": "int",
     "location_id": "int", "tag_uid": "text", "tapped_at": "timestamptz", "ok": "bool", "reason": "text",
+    "round_id": "bigint", "result": "text", "next_location_id": "int",
 }  # fmt: skip
 
 

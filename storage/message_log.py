@@ -35,12 +35,18 @@ def stored_decisions(session: Session, keys: Iterable[MessageKey]) -> dict[Messa
             SignIn.guard_id,
             SignIn.location_id,
             InboundMessage.clock_skew_s,
+            SignIn.round_id,
+            SignIn.result,
+            SignIn.next_location_id,
         )
         .join(SignIn, SignIn.message_id == InboundMessage.id)
         .where(tuple_(InboundMessage.device_id, InboundMessage.msg_id).in_(wanted))
     )
     return {
-        (r.device_id, r.msg_id): TapDecision(r.ok, r.reason, r.guard_id, r.location_id, r.clock_skew_s) for r in rows
+        (r.device_id, r.msg_id): TapDecision(
+            r.ok, r.reason, r.guard_id, r.location_id, r.clock_skew_s, r.round_id, r.result, r.next_location_id
+        )
+        for r in rows
     }
 
 

@@ -27,6 +27,8 @@ from gateway.messages import Accepted
 from storage.bulk_insert import insert_signins
 from storage.message_log import MessageKey, lock_rows, stored_decisions
 from storage.models import Staff
+from storage.round_events import round_event
+from storage.round_taps import RoundTap, judge_round_taps
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def handle_taps(session: Session, msgs: list[Accepted], ctx: Context) -> Effects
         for m in new
     }
     lock_rows(session, Staff, (d.guard_id for d in decisions.values() if d.guard_id is not None))
+    _judge_rounds(session, new, decisions, logged, ctx, effects)
     if new:
         insert_signins(session, [_signin_row(logged, m, decisions[key(m)]) for m in new])
         _count_and_publish(new, decisions, ctx, effects)
@@ -52,6 +55,33 @@ def handle_taps(session: Session, msgs: list[Accepted], ctx: Context) -> Effects
             Reply(m.device.site_code, m.device.code, _decision(decisions, m).answer(m.msg_id, ctx.directory))
         )
     return effects
+
+
+def _judge_rounds(
+    session: Session,
+    new: list[Accepted],
+    decisions: dict[MessageKey, TapDecision],
+    logged: Logged,
+    ctx: Context,
+    effects: Effects,
+) -> None:
+    """On a site with patrol plans a known checkpoint is not enough: the tap is judged against the
+    guard's round (storage.round_taps), under the guards' locks taken above."""
+    by_site: dict[int, list[RoundTap]] = defaultdict(list)
+    for m in new:
+        d = decisions[key(m)]
+        rules = ctx.directory.site_rules.get(m.device.site_id)
+        if not (d.ok and rules is not None and rules.patrol and d.guard_id is not None and d.location_id is not None):
+            continue
+        guard = ctx.directory.staff.get(d.guard_id)
+        by_site[m.device.site_id].append(
+            RoundTap(key(m), d.guard_id, guard.code if guard else "", d.location_id, logged.times[key(m)].at)
+        )
+    for site_id, taps in by_site.items():
+        judged = judge_round_taps(session, site_id, taps, decisions, ctx.now)
+        decisions.update(judged.decisions)
+        site_code = next(m.device.site_code for m in new if m.device.site_id == site_id)
+        effects.events += [Outbound(site_code, round_event(session, r, "progress", ctx.now)) for r in judged.changed]
 
 
 def _decision(decisions: dict[MessageKey, TapDecision], msg: Accepted) -> TapDecision:
@@ -88,4 +118,7 @@ def _signin_row(logged: Logged, msg: Accepted, decision: TapDecision) -> dict[st
         "received_at": msg.raw.received_at,
         "ok": decision.ok,
         "reason": decision.reason,
+        "round_id": decision.round_id,
+        "result": decision.result,
+        "next_location_id": decision.next_location_id,
     }

@@ -50,6 +50,8 @@ class SignIn(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     # the round the tap was judged against (issue 8); null on a site without plans or with no round
     round_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("rounds.id"), index=True)
+    result: Mapped[str | None] = mapped_column(String(16))  # early / on_time / late, for an ok tap of a round
+    next_location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))  # told to the reader
 
 
 class QuarantinedMessage(Base):

@@ -45,6 +45,9 @@ class Round(Base):
     lateness_s: Mapped[int] = mapped_column(Integer, default=0)
     last_signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_point: Mapped[str | None] = mapped_column(String(64))
+    # the latest tap time judged against the round, refused ones too: an earlier tap arriving
+    # after it replays the round in tap-time order (storage.round_taps)
+    last_tap_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # finished early by the guard (plans with `early_finish: true`), with the reason given
@@ -73,7 +76,6 @@ class RoundPoint(Base):
     min_gap_s: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[str] = mapped_column(String(16), default="pending")  # core.rounds.PointResult
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    signin_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signins.id"))
     condition: Mapped[str | None] = mapped_column(String(16))
     missed_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Building, Department, Device, Floor, Location, Site, Staff, Tag
+from storage import deadlines
+from storage.models import Building, Department, Device, Floor, Location, Site, Staff, Tag, utcnow
+from storage.rounds import GENERATE, site_subject
 from storage.sitefile.schema import SiteFile
 
 
@@ -74,7 +77,8 @@ def _deactivate(summary: LoadSummary, label: str, rows: dict[Any, Any], keep: se
             summary.deactivated[label] += 1
 
 
-def load_site(session: Session, spec: SiteFile) -> LoadSummary:
+def load_site(session: Session, spec: SiteFile, now: datetime | None = None) -> LoadSummary:
+    """Write the site file; `now` (default: the wall clock) is when its rounds start being generated."""
     summary = LoadSummary(site=spec.site.code)
     s = spec.site
     site = session.scalar(select(Site).where(Site.code == s.code))
@@ -194,6 +198,9 @@ def load_site(session: Session, spec: SiteFile) -> LoadSummary:
         )
     _deactivate(summary, "device", devices, {d.code for d in spec.devices})
     session.flush()
+    if spec.plans:  # the gateway's sweeper generates the rounds ahead, now and every hour
+        now = now or utcnow()
+        deadlines.schedule(session, GENERATE, site_subject(sid), now, {"site_id": sid}, now)
     return summary
 
 

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("lateness_s", sa.Integer(), nullable=False),
         sa.Column("last_signed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_point", sa.String(length=64), nullable=True),
+        sa.Column("last_tap_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finish_reason", sa.Text(), nullable=True),
@@ -118,14 +119,12 @@ def upgrade() -> None:
         sa.Column("min_gap_s", sa.Integer(), nullable=False),
         sa.Column("result", sa.String(length=16), nullable=False),
         sa.Column("signed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("signin_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("condition", sa.String(length=16), nullable=True),
         sa.Column("missed_alerted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["location_id"], ["locations.id"], name=op.f("fk_round_points_location_id_locations")),
         sa.ForeignKeyConstraint(
             ["round_id"], ["rounds.id"], name=op.f("fk_round_points_round_id_rounds"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(["signin_id"], ["signins.id"], name=op.f("fk_round_points_signin_id_signins")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_round_points")),
         sa.UniqueConstraint("round_id", "checkpoint", name=op.f("uq_round_points_round_id_checkpoint")),
     )
@@ -134,6 +133,11 @@ def upgrade() -> None:
 
     with op.batch_alter_table("signins", schema=None) as batch_op:
         batch_op.add_column(sa.Column("round_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True))
+        batch_op.add_column(sa.Column("result", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("next_location_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_signins_next_location_id_locations"), "locations", ["next_location_id"], ["id"]
+        )
         batch_op.create_index(batch_op.f("ix_signins_round_id"), ["round_id"], unique=False)
         batch_op.create_foreign_key(batch_op.f("fk_signins_round_id_rounds"), "rounds", ["round_id"], ["id"])
 
@@ -151,6 +155,9 @@ def downgrade() -> None:
     with op.batch_alter_table("signins", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_signins_round_id_rounds"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_signins_round_id"))
+        batch_op.drop_constraint(batch_op.f("fk_signins_next_location_id_locations"), type_="foreignkey")
+        batch_op.drop_column("next_location_id")
+        batch_op.drop_column("result")
         batch_op.drop_column("round_id")
 
     with op.batch_alter_table("round_points", schema=None) as batch_op:
