@@ -212,9 +212,12 @@ def _live_feed_listening(peers: SitePeers, live: Seen) -> None:
 
 
 @contextmanager
-def incident_rig(broker: MosquittoBroker, engine: Engine, settings: Settings, start: datetime) -> Iterator[IncidentRig]:
+def incident_rig(
+    broker: MosquittoBroker, engine: Engine, settings: Settings, start: datetime, also: tuple[str, ...] = ()
+) -> Iterator[IncidentRig]:
     """A gateway (`settings`: its account on `broker`) on a FakeClock at `start`, the deadline sweeper on the same
-    clock, the API with its live feed under uvicorn, and a control-room user watching site liyuan."""
+    clock, the API with its live feed under uvicorn, and a control-room user watching site liyuan. The observer
+    reads the site's out/ topics, and `also` (e.g. readers' answers)."""
     clock = FakeClock(start)
     end_gateway_sessions(broker, GATEWAY_ACCOUNT)
     gateway = Gateway(settings, engine, clock=clock)
@@ -224,7 +227,7 @@ def incident_rig(broker: MosquittoBroker, engine: Engine, settings: Settings, st
     feed_settings = Settings(_env_file=None, mqtt_url=broker.url_for(LIVE_ACCOUNT))  # type: ignore[call-arg]
     app = create_app(feed_settings, engine, live_feed=live_source(feed_settings))
     token = token_for(engine, make_client(engine), Role.CONTROL_ROOM)["Authorization"].split()[1]
-    peers = SitePeers(broker, subscribe=(f"patrol/v1/{SITE}/out/#",))
+    peers = SitePeers(broker, subscribe=(f"patrol/v1/{SITE}/out/#", *also))
     gateway.start()
     try:
         wait_until(gateway.link.subscribed.is_set, what="gateway subscription")
