@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.device_clock import DEFAULT_FUTURE, DEFAULT_PAST, ClockWindow
@@ -163,6 +163,22 @@ class Settings(BaseSettings):
     round_lead_h: int = Field(
         default=24, ge=1, le=24 * 14, description="patrol rounds are generated this many hours before they start"
     )
+    media_dir: Path | None = Field(
+        default=None, description="where findings' photos are kept on disk; default var_dir/media (docs/findings.md)"
+    )
+    media_s3_url: str | None = Field(
+        default=None,
+        pattern=r"^(https?://.+)?$",  # empty (as compose passes an unset variable): photos on disk
+        description="an S3-compatible endpoint (https://s3.example.com, MinIO) for findings' photos; unset: disk",
+    )
+    media_s3_bucket: str | None = Field(
+        default=None, validate_default=True, description="the bucket photos go to (it must exist)"
+    )
+    media_s3_access_key: str | None = Field(default=None, repr=False)
+    media_s3_secret_key: SecretStr | None = Field(default=None, repr=False)
+    photo_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="the largest photo a finding may carry"
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -196,6 +212,13 @@ class Settings(BaseSettings):
                 f"PATROL_ENV=prod refuses a plain-HTTP API on {self.api_host}: set PATROL_API_TLS_CERT and "
                 "PATROL_API_TLS_KEY, or PATROL_API_BEHIND_TLS_PROXY=true when a reverse proxy terminates TLS"
             )
+
+    @field_validator("media_s3_bucket")
+    @classmethod
+    def _bucket_with_s3(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("media_s3_url") and not value:
+            raise ValueError("PATROL_MEDIA_S3_URL is set: set PATROL_MEDIA_S3_BUCKET to an existing bucket too")
+        return value or None
 
     @field_validator("webhooks")
     @classmethod

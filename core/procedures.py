@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.findings import FINDING_PROCEDURES
 from core.severity import Severity
 
 Kind = Literal["emergency", "maintenance"]
@@ -41,6 +42,7 @@ REQUIRED_PROCEDURES: tuple[str, ...] = (
     "door_open",  # P1 §2.9
     "device_offline",  # P1 §2.6, P8 §4.2
     "low_battery",  # P1 §2.6, P0 standards
+    *FINDING_PROCEDURES,  # P1 §2.6–2.17, P0 standards: opened by a guard's finding (core/findings.py)
 )
 #: Alarm type (stored on the alarm) → the procedure its ticket follows.
 PROCEDURE_FOR_ALARM: Mapping[str, str] = {

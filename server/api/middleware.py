@@ -12,10 +12,14 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.findings import upload_limit
+
 log = logging.getLogger(__name__)
 
-#: Every request body this API takes is a small JSON object (a login is well under 1 KiB).
+#: Every request body this API takes is a small JSON object (a login is well under 1 KiB)...
 MAX_BODY_BYTES = 64 * 1024
+#: ...but a finding's photos: its POST may carry core.findings.upload_limit(PATROL_PHOTO_MAX_BYTES) bytes.
+UPLOAD_PATHS = frozenset({"/api/v1/findings"})
 
 #: Swagger UI and ReDoc (self-hosted under /docs/assets, see server/api/docs.py) need no inline script
 #: but set inline styles and show data: images (ReDoc searches in a blob: worker); the rest is
@@ -41,11 +45,8 @@ class BodyTooLarge(HTTPException):
     raised while it reads the body on unchanged, so the app answers it as a 413."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(
-            413,
-            f"the request body is larger than {limit} bytes: this API takes small JSON objects only "
-            f"(请求体超过 {limit} 字节)",
-        )
+        what = "this API takes small JSON objects only" if limit <= MAX_BODY_BYTES else "send fewer or smaller photos"
+        super().__init__(413, f"the request body is larger than {limit} bytes: {what} (请求体超过 {limit} 字节)")
 
 
 class BodyLimitMiddleware:
@@ -60,10 +61,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = _upload_limit(scope) or self.limit
         declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
+        if declared is not None and declared > limit:
             log.info("refused a %s-byte body for %s %s", declared, scope["method"], scope["path"])
-            await _send_413(send, self.limit)
+            await _send_413(send, limit)
             return
         received = 0
         started = False
@@ -73,11 +75,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    log.info(
-                        "refused a streamed body over %s bytes for %s %s", self.limit, scope["method"], scope["path"]
-                    )
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    log.info("refused a streamed body over %s bytes for %s %s", limit, scope["method"], scope["path"])
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -90,7 +90,7 @@ class BodyLimitMiddleware:
         except BodyTooLarge:  # an app that does not answer HTTPExceptions itself
             if started:
                 raise
-            await _send_413(send, self.limit)
+            await _send_413(send, limit)
 
 
 class SecurityHeadersMiddleware:
@@ -116,6 +116,14 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _upload_limit(scope: Scope) -> int | None:
+    """The larger limit of a photo upload (UPLOAD_PATHS), from the app's settings; None elsewhere."""
+    if scope.get("method") != "POST" or scope.get("path", "").rstrip("/") not in UPLOAD_PATHS:
+        return None
+    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+    return upload_limit(settings.photo_max_bytes) if settings is not None else None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from core.procedures import REQUIRED_PROCEDURES
 from server.auth import Role, create_user, issue_token
 from storage.db import session_factory, transaction
 from storage.incident_notes import OUT_PUBLISH
@@ -373,7 +374,7 @@ def test_sensor_readings_latest_and_history_and_the_procedures(api: Api) -> None
 
     procedures = api.client.get("/api/v1/procedures", headers=h).json()
     by_code = {p["code"]: p for p in procedures}
-    assert len(by_code) == 12 and by_code["medical_emergency"]["manual"] is True
+    assert len(by_code) == len(REQUIRED_PROCEDURES) and by_code["medical_emergency"]["manual"] is True
     lift = api.client.get("/api/v1/procedures/elevator_fault", headers=h).json()
     assert (lift["source"], lift["alarm_types"], lift["manual"]) == ("P5 §2.4.2", ["elevator"], False)
     [never] = [s for s in lift["steps"] if s["safety_critical"]]

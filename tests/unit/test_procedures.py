@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from core.findings import FINDING_PROCEDURES
 from core.procedures import (
     DEFAULT_ESCALATION,
     ESCALATION_LEVELS,
@@ -116,8 +117,9 @@ def test_p0_5_every_procedure_ends_with_the_record_step(code: str) -> None:
     assert "cause" in last.text.en and "prevent" in last.text.en
 
 
-@pytest.mark.parametrize("code", REQUIRED_PROCEDURES)
+@pytest.mark.parametrize("code", [c for c in REQUIRED_PROCEDURES if c not in FINDING_PROCEDURES])
 def test_security_acts_first_in_emergencies_engineering_in_maintenance(code: str) -> None:
+    """Findings go to whoever acts on them (tests/unit/test_findings.py checks their departments)."""
     proc = SHIPPED[code]
     if proc.kind == "emergency":
         assert proc.departments[0] == "security" and proc.steps[0].department == "security"
@@ -128,14 +130,16 @@ def test_security_acts_first_in_emergencies_engineering_in_maintenance(code: str
 
 def test_low_battery_and_device_offline_are_maintenance_the_rest_emergencies() -> None:
     kinds = {code: proc.kind for code, proc in SHIPPED.items()}
-    assert {c for c, k in kinds.items() if k == "maintenance"} == {"low_battery", "device_offline"}
+    maintenance = {"low_battery", "device_offline", "finding_facility", "finding_lock_damaged"}
+    assert {c for c, k in kinds.items() if k == "maintenance"} == maintenance
 
 
 def test_every_alarm_type_has_a_shipped_procedure() -> None:
     assert set(PROCEDURE_FOR_ALARM) == {
         "water_leak", "gas", "electric_leak", "smoke", "elevator", "door_open", "offline", "low_battery"
     }  # fmt: skip
-    assert set(PROCEDURE_FOR_ALARM.values()) | set(MANUAL_PROCEDURES) == set(REQUIRED_PROCEDURES)
+    shipped = set(PROCEDURE_FOR_ALARM.values()) | set(MANUAL_PROCEDURES) | set(FINDING_PROCEDURES)
+    assert shipped == set(REQUIRED_PROCEDURES)
     assert procedure_for_alarm("elevator") == "elevator_fault"
     with pytest.raises(KeyError, match="no procedure"):
         procedure_for_alarm("earthquake")
