@@ -6,6 +6,7 @@ import argparse
 import logging
 import secrets
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     rt = Runtime.prepare(settings)
     rt.start_broker()
     rt.start_gateway()
-    sim = start_simulator(settings, args.simulate) if getattr(args, "simulate", None) else None
+    sim = _start_devices(settings, args) if getattr(args, "simulate", None) else None
     try:
         rt.serve_api()
     finally:
@@ -62,6 +63,27 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             sim.set()
         rt.shutdown()
     return 0
+
+
+def _start_devices(settings: Settings, args: argparse.Namespace) -> threading.Event:
+    """The simulated devices of `--simulate`; in the demo the walking guards' findings (with a photo)
+    go to the API as the demo user (devices/patrol_walker.py)."""
+    login = getattr(args, "api_login", None)
+    if login is None:
+        return start_simulator(settings, args.simulate)
+    from app.device_commands import _device_credentials
+    from devices.simulator import run_simulator
+
+    stop = threading.Event()
+    kwargs = {"credentials": _device_credentials(settings, None), "api_login": login}
+    threading.Thread(
+        target=run_simulator,
+        args=(settings.broker_url, args.simulate, stop),
+        kwargs=kwargs,
+        name="simulator",
+        daemon=True,
+    ).start()
+    return stop
 
 
 def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
@@ -154,7 +176,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         "\n             an admin: may do everything; for a first look only (real users: patrol user add)\n",
         flush=True,
     )
+    from devices.patrol_walker import ApiLogin
+
     args.simulate = DEMO_SITE
+    args.api_login = ApiLogin(base, "demo", password)
     return cmd_serve(settings, args)
 
 

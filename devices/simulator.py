@@ -14,11 +14,11 @@ import logging
 import random
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.broker_access import device_username
 from core.config import BrokerAddress
@@ -26,6 +26,9 @@ from core.contract import event_topic, parse_topic, status_topic, tap_topic, tel
 from core.directory import READER_KINDS
 from devices.incidents import Incident, Step, plan_incidents
 from storage.sitefile.schema import DeviceSpec, SiteFile
+
+if TYPE_CHECKING:
+    from devices.patrol_walker import ApiLogin
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,11 @@ class SiteSimulator:
         telemetry_every_s: float = 10.0,
         boot: str | None = None,
         incidents: bool = True,
+        exclude_readers: Collection[str] = (),
     ) -> None:
         """`incidents`: play the scripted incidents (devices/incidents.py), planned from `rng` after
-        the rest, so a seed gives the same incidents at the same times."""
+        the rest, so a seed gives the same incidents at the same times. `exclude_readers`: handheld
+        readers that tap no checkpoints at random (their guards walk rounds, devices/patrol_walker.py)."""
         self.site = site
         self.rng = rng or random.Random(7)
         # every run is a new boot: message ids are boot + sequence, so a restarted simulator never
@@ -100,6 +105,8 @@ class SiteSimulator:
             )
             for i, d in enumerate(d for d in site.devices if d.kind == "handheld_reader")
         ]
+        # filtered after the draws, so a seed gives the same sensors and incidents either way
+        self.walkers = [w for w in self.walkers if w.device not in exclude_readers]
         self.sensors = [
             _Sensor(
                 d,
@@ -227,27 +234,42 @@ def run_simulator(
     tick_s: float = 0.5,
     credentials: Mapping[str, str] | None = None,
     incidents: bool = True,
+    walk_rounds: bool = True,
+    api_login: ApiLogin | None = None,
 ) -> int:
     """Publish until `stop` is set or `duration_s` has passed; returns how many messages were sent.
     `incidents`: also play the scripted incidents (the first about 20 s after the start).
+    `walk_rounds`: on a site with `plans:` the guards walk their rounds (devices/patrol_walker.py)
+    instead of tapping at random; their findings go to the API as `api_login`, or only to the log.
 
     With `credentials` (username → password, as `patrol device provision` writes them) every device
     connects on its own with its own account, as real devices do on a broker with an ACL; without,
     one client (the URL's user, if any) publishes for all, which only an open broker accepts."""
     from core.config import BrokerAddress
+    from devices.patrol_walker import FindingsReporter, PatrolWalker
     from storage.sitefile.parse import parse_site_file
 
     site = parse_site_file(site_file)
     broker = BrokerAddress.parse(broker_url)
     clients = _DeviceClients(broker, site, credentials)
     started = datetime.now(UTC)
+    boot = boot_id(started)
+    walker = PatrolWalker(site, started, random.Random(boot), boot=boot) if walk_rounds and site.plans else None
     sim = SiteSimulator(
-        site, started, tap_every_s=tap_every_s, telemetry_every_s=telemetry_every_s, incidents=incidents
+        site,
+        started,
+        tap_every_s=tap_every_s,
+        telemetry_every_s=telemetry_every_s,
+        boot=boot,
+        incidents=incidents,
+        exclude_readers=walker.devices if walker else (),
     )
+    reporter = FindingsReporter(api_login) if walker and api_login else None
     sent = 0
     log.info(
-        "simulating %d readers and %d sensors at site %s via %s:%s",
+        "simulating %d readers (%d more walking rounds) and %d sensors at site %s via %s:%s",
         len(sim.walkers),
+        len(walker.devices) if walker else 0,
         len(sim.sensors),
         site.site.code,
         broker.host,
@@ -258,10 +280,18 @@ def run_simulator(
             now = datetime.now(UTC)
             if duration_s is not None and (now - started).total_seconds() > duration_s:
                 break
-            for msg in sim.step(now):
+            taps, findings = walker.step(now) if walker else ([], [])
+            for msg in sim.step(now) + taps:
                 clients.publish(msg)
                 sent += 1
+            for finding in findings:
+                if reporter:
+                    reporter.submit(finding)
+                else:
+                    log.info("finding (not reported: no API login): %s at %s", finding.category, finding.location)
     finally:
+        if reporter:
+            reporter.close()
         clients.close()
     return sent
 

@@ -24,13 +24,16 @@ def _load(engine: Engine, text: str) -> str:
 
 
 def test_loading_twice_changes_nothing(engine: Engine) -> None:
-    """The `engine` fixture loaded the demo site once already."""
+    """The `engine` fixture loaded the demo site without its patrol plans: the file's plans are the
+    one change of the first load; the second changes nothing."""
     text = DEMO_SITE.read_text(encoding="utf-8")
+    assert _load(engine, text) == "site liyuan: updated {'site': 1}"
     assert _load(engine, text) == "site liyuan: already up to date, nothing changed"
 
 
 def test_a_changed_file_updates_and_removed_items_are_deactivated(engine: Engine) -> None:
     text = DEMO_SITE.read_text(encoding="utf-8")
+    _load(engine, text)  # with its plans (the fixture's copy has none)
     changed = text.replace(
         "name: {zh: 1栋 1F 大堂, en: Building 1 1F lobby}",
         "name: {zh: 1栋 首层大堂, en: Building 1 ground floor lobby}",
