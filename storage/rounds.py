@@ -80,7 +80,7 @@ def generate(session: Session, site_id: int, now: datetime, lead: timedelta) -> 
     shifts, tz = roster_of(session, site_id)
     duty = duty_check(shifts, tz)
     staff = _staff(session, site_id)
-    places, locations = _places(session, site_id)
+    places, locations = checkpoint_places(session, site_id)
     zone = ZoneInfo(tz)
     first, last = (now - timedelta(days=1)).astimezone(zone).date(), (now + lead).astimezone(zone).date()
     wanted: list[RoundSpec] = []
@@ -117,7 +117,7 @@ def _staff_ids(session: Session, site_id: int) -> dict[str, int]:
     return dict(session.execute(select(Staff.code, Staff.id).where(Staff.site_id == site_id)).all())
 
 
-def _places(session: Session, site_id: int) -> tuple[dict[str, Place], dict[str, int]]:
+def checkpoint_places(session: Session, site_id: int) -> tuple[dict[str, Place], dict[str, int]]:
     rows = session.execute(
         select(Location.code, Location.id, Building.code, Floor.number)
         .outerjoin(Building, Building.id == Location.building_id)

@@ -31,6 +31,7 @@ from server.api.routes import (
     procedures,
     quarantine,
     reports,
+    rounds,
     sensors,
     signins,
     sites,
@@ -103,7 +104,7 @@ def create_app(
     tickets.install_errors(app)  # a refused ticket/alarm rule: 409 or 422 with its code and problems
     modules = (
         *(health, auth, sites, signins, quarantine, live, alarms, tickets, sensors, procedures, notifications),
-        *(patrol, findings, reports),
+        *(patrol, rounds, findings, reports),
     )
     routers = [module.router for module in modules]
     for router in routers:

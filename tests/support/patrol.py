@@ -9,8 +9,8 @@ from sqlalchemy import Engine, select
 
 from core.patrol_plans import PlanSpec, RouteSpec
 from storage.db import session_factory, transaction
-from storage.models import RoundPoint, Staff
 from storage.models import Round as RoundRow
+from storage.models import RoundPoint, Staff
 from storage.sitefile.load import load_site
 from storage.sitefile.schema import SiteFile
 
