@@ -105,20 +105,26 @@ def claim_due(session: Session, now: datetime, limit: int, kinds: Collection[str
     fired at `now` in this transaction; the caller runs their handlers and commits (module
     docstring). Only the kinds the caller can fire: during a rolling upgrade an older process
     leaves a new kind to the processes that know it, instead of failing it."""
-    due = (
+    ids = (
         select(_T.id)
         .where(_T.state == PENDING, _T.due_at <= now, _T.kind.in_(list(kinds)))
         .order_by(_T.due_at, _T.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
-        # MATERIALIZED: the locking SELECT runs exactly once, whatever plan the UPDATE gets
-        .cte("due")
-        .prefix_with("MATERIALIZED")
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # MATERIALIZED: the locking SELECT runs exactly once, whatever plan the UPDATE gets
+        due = ids.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        picked = select(due.c.id)
+    else:
+        # The statement must start with UPDATE: Python's sqlite3 opens the transaction (BEGIN) only
+        # before a statement it sees as a write, and a `WITH … UPDATE` it does not, so the claim
+        # committed on its own, before the handlers ran; a crash then lost their effects. SQLite
+        # has one writer at a time: there are no row locks to skip.
+        picked = ids
     stmt = (
         update(_T)
         # `state` again: should a row change under PostgreSQL's READ COMMITTED re-check, it is skipped
-        .where(_T.id.in_(select(due.c.id)), _T.state == PENDING)
+        .where(_T.id.in_(picked), _T.state == PENDING)
         .values(state=DeadlineState.FIRED.value, fired_at=now, updated_at=now)
         .returning(*_COLUMNS)
         .execution_options(**_NO_SYNC)

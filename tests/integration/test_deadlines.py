@@ -92,6 +92,26 @@ def test_deadline_fires_once_at_its_due_time_and_never_again(
     assert (r.state, r.fired_at, r.attempts, r.last_error) == ("fired", T0 + timedelta(minutes=1), 0, None)
 
 
+def test_a_claim_is_undone_with_its_sweep_so_a_crash_before_the_commit_fires_nothing(
+    engine: Engine, sessions: sessionmaker[Session], clock: FakeClock
+) -> None:
+    """A claim and its handlers' effects commit together or not at all: a sweep that dies after the
+    claim leaves the deadline pending (on SQLite the claim once committed by itself, and a gateway
+    killed mid-sweep left deadlines fired whose effects never happened)."""
+    ident = add(sessions, "round-1", T0)
+
+    def dies(session: Session, _deadline: Deadline, _now: datetime) -> Sequence[Outbound]:
+        session.execute(text("INSERT INTO test_fired (deadline_id, sweeper) VALUES (-1, 'half')"))
+        raise SystemExit("killed mid-sweep")  # not an Exception: the sweep's transaction rolls back
+
+    with pytest.raises(SystemExit):
+        sweeper_for(sessions, clock, {RECORD: dies}).sweep_once()
+    assert row(sessions, ident).state == "pending"
+    assert fired(engine) == {}
+    assert sweeper_for(sessions, clock).sweep_once() == 1
+    assert fired(engine) == {ident: 1}
+
+
 def test_cancelled_deadline_never_fires(engine: Engine, sessions: sessionmaker[Session], clock: FakeClock) -> None:
     ident = add(sessions, "alarm-7", T0 + timedelta(seconds=30))
     with transaction(sessions) as s:
