@@ -140,6 +140,15 @@ class Peer:
             (got if topic.endswith(topic_suffix) else self._stash).append((topic, body))
         return got
 
+    def take_all(self) -> list[tuple[str, dict[str, Any]]]:
+        """Everything received and not taken yet, without waiting."""
+        got, self._stash = self._stash, []
+        while True:
+            try:
+                got.append(self.messages.get_nowait())
+            except queue.Empty:
+                return got
+
     def close(self) -> None:
         """Disconnect while the network loop still runs, so the socket is closed now, not at garbage collection."""
         self.client.disconnect()
