@@ -1,6 +1,6 @@
 """Recording a finding (公共区域现场巡视表, issue 8 item 7) and opening its ticket, in the caller's transaction.
 
-One write path for the API and for the demo: `report_finding` checks everything first (category, note,
+One write path: `report_finding` checks everything first (category, note,
 photos by core.findings; site, location and round here), so a refused finding stores nothing, not even a
 photo; then it keeps the photos (storage.media), inserts the finding and opens its ticket through
 storage.ticket_flow.start, whose notices and out/ events commit with the finding or not at all.
@@ -20,17 +20,29 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core import findings as rules
 from core.outbound import Name
 from storage import ticket_flow
 from storage.alarms import Where
-from storage.db import transaction
-from storage.incident_notes import IncidentEnv, Told, publish_later
+from storage.incident_notes import IncidentEnv, Told
 from storage.media import PhotoStore
 from storage.models import Finding, Floor, Location, Round, Site, Ticket
 from storage.tickets import add_event
+
+
+@dataclass(frozen=True)
+class FindingReport:
+    """What a guard reports at a checkpoint: where, what, the note and the photos' bytes."""
+
+    site: str
+    location: str
+    category: str
+    note: str
+    photos: Sequence[bytes]
+    reported_by: str
+    round_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,15 +96,8 @@ def report_finding(
     env: IncidentEnv,
     told: Told,
     store: PhotoStore,
-    *,
-    site: str,
-    location: str,
-    category: str,
-    note: str,
-    photos: Sequence[bytes],
-    reported_by: str,
+    report: FindingReport,
     now: datetime,
-    round_id: int | None = None,
     photo_max_bytes: int = rules.DEFAULT_PHOTO_MAX_BYTES,
 ) -> Reported:
     """Record a finding with its photos and open (or join) its ticket; the caller commits.
@@ -100,21 +105,21 @@ def report_finding(
     Refused with core.findings.FindingRefused (nothing stored) for an unknown category, site, location or
     round (status 404), a note too long, more than MAX_PHOTOS photos, or a photo empty, too large or not
     JPEG, PNG, WebP or HEIC; storage.media.PhotoStoreError when the photo store fails (nothing committed)."""
-    kind = rules.category(category)
-    text = rules.check_note(note)
-    rules.check_photo_count(len(photos))
-    found, loc, floor = _place(session, site, location, round_id)
-    checked = [rules.check_photo(data, i, photo_max_bytes) for i, data in enumerate(photos, start=1)]
+    kind = rules.category(report.category)
+    text = rules.check_note(report.note)
+    rules.check_photo_count(len(report.photos))
+    found, loc, floor = _place(session, report.site, report.location, report.round_id)
+    checked = [rules.check_photo(data, i, photo_max_bytes) for i, data in enumerate(report.photos, start=1)]
     procedure = ticket_flow.procedure_of(env, kind.procedure)
     stored = [{"key": store.put(p.data, p.type), "type": p.type, "size": p.size, "sha256": p.sha256} for p in checked]
     finding = Finding(
         site_id=found.id,
         location_id=loc.id,
-        round_id=round_id,
+        round_id=report.round_id,
         category=kind.code,
         note=text,
         photos=stored,
-        reported_by=reported_by,
+        reported_by=report.reported_by,
         created_at=now,
     )
     session.add(finding)
@@ -128,53 +133,15 @@ def report_finding(
         procedure=procedure,
         severity=procedure.severity,
         now=now,
-        by=reported_by,
+        by=report.reported_by,
         source=source_key(loc.id, kind.code),
         where=Where(loc.id, loc.building_id, floor),
         detail=detail,
     )
     # every finding on the ticket, the first included, is a `finding` event: who, the note, how many photos
-    add_event(session, ticket.id, now, reported_by, "finding", detail | {"note": text})
+    add_event(session, ticket.id, now, report.reported_by, "finding", detail | {"note": text})
     finding.ticket_id = ticket.id
     return Reported(finding, ticket, attached=not created)
-
-
-def record_finding(
-    sessions: sessionmaker[Session],
-    env: IncidentEnv,
-    store: PhotoStore,
-    *,
-    site: str,
-    location: str,
-    category: str,
-    note: str,
-    photos: Sequence[bytes],
-    reported_by: str,
-    now: datetime,
-    round_id: int | None = None,
-    photo_max_bytes: int = rules.DEFAULT_PHOTO_MAX_BYTES,
-) -> tuple[int, int, bool]:
-    """`report_finding` in its own transaction, its out/ events handed to the gateway (as the API does):
-    for the demo and scripts. Returns (finding id, ticket id, attached)."""
-    told = Told()
-    with transaction(sessions) as session:
-        reported = report_finding(
-            session,
-            env,
-            told,
-            store,
-            site=site,
-            location=location,
-            category=category,
-            note=note,
-            photos=photos,
-            reported_by=reported_by,
-            now=now,
-            round_id=round_id,
-            photo_max_bytes=photo_max_bytes,
-        )
-        publish_later(session, told, now)
-        return reported.finding.id, reported.ticket.id, reported.attached
 
 
 def photo_of(session: Session, store: PhotoStore, finding_id: int, number: int) -> tuple[bytes, str] | None:

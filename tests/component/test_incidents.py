@@ -3,22 +3,19 @@ fake clock against a real database (both kinds), with the deadline engine run in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from app.wiring import deadline_handlers
 from core.config import Settings
-from core.outbound import Outbound
 from gateway.sweeper import Sweeper
 from storage.db import session_factory, transaction
 from storage.models import Alarm, Ticket, TicketEvent, TicketStep
 from storage.sitefile.schema import SiteFile
 from storage.ticket_flow import acknowledge
-from tests.support.rig import Rig, make_rig
+from tests.support.rig import Rig, make_rig, sweeper_for
 
 SITE = "liyuan"
 GAS = "gas-b1-shop101"
@@ -36,17 +33,7 @@ def _reading(rig: Rig, device: str, msg_id: str, kind: str, **values: Any) -> No
 
 
 def _sweeper(rig: Rig) -> Sweeper:
-    """The deadline engine on the rig's clock, publishing on its fake link (the pipeline's answer
-    thread, which publishes in production, does not run in pumped tests)."""
-
-    def publish(events: Sequence[Outbound]) -> None:
-        for event in events:
-            for payload in event.payloads():
-                rig.link.publish(event.topic, payload, retain=event.retain)
-
-    return Sweeper(
-        session_factory(rig.engine), rig.clock, deadline_handlers(_settings(rig), rig.gateway.incidents), publish
-    )
+    return sweeper_for(rig)
 
 
 def _settings(rig: Rig) -> Settings:

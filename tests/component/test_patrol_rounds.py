@@ -4,17 +4,13 @@ guard's round in its batch, missed checkpoints decided and told once when their 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from app.wiring import deadline_handlers
-from core.config import Settings
 from core.contract import tap_topic
-from core.outbound import Outbound
 from gateway.sweeper import Sweeper
 from storage.db import session_factory
 from storage.models import Round, SignIn
@@ -32,7 +28,7 @@ from tests.support.patrol import (
     tap_body,
     with_plans,
 )
-from tests.support.rig import Rig, make_rig
+from tests.support.rig import Rig, make_rig, sweeper_for
 
 
 @pytest.fixture
@@ -42,13 +38,7 @@ def rig(engine: Engine, db_url: str, demo_site: SiteFile) -> Rig:
 
 
 def _sweeper(rig: Rig) -> Sweeper:
-    def publish(events: Sequence[Outbound]) -> None:
-        for event in events:
-            for payload in event.payloads():
-                rig.link.publish(event.topic, payload, retain=event.retain)
-
-    settings = Settings(_env_file=None, database_url="sqlite://", mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
-    return Sweeper(session_factory(rig.engine), rig.clock, deadline_handlers(settings, rig.gateway.incidents), publish)
+    return sweeper_for(rig)
 
 
 def _tap(rig: Rig, code_or_uid: str, msg_id: str, minutes: float, reader: str = READER) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from core.config import Settings
 from core.findings import CATEGORIES
 from server.auth import Role, create_user, issue_token
 from storage.db import session_factory, transaction
-from storage.findings import photo_of, record_finding
-from storage.incident_notes import IncidentEnv
+from storage.findings import FindingReport, photo_of, report_finding
+from storage.incident_notes import IncidentEnv, Told
 from storage.media import DiskPhotoStore
 from storage.models import Finding, Ticket
 from storage.procedures import load_procedures
@@ -342,23 +342,15 @@ def test_an_unreachable_photo_store_is_503_and_nothing_is_stored(engine: Engine,
     assert api.report(api.as_(Role.GUARD), "facility", "B1-F01-LOBBY").status_code == 201  # no photo: no store
 
 
-def test_the_demo_records_a_finding_in_its_own_transaction(engine: Engine, tmp_path: Path) -> None:
-    """storage.findings.record_finding: what the demo and scripts call, without the API."""
+def test_a_finding_recorded_without_the_api_opens_its_ticket(engine: Engine, tmp_path: Path) -> None:
+    """storage.findings.report_finding in a transaction of its own (scripts, imports): P1 §2.9."""
     store = DiskPhotoStore(tmp_path / "media")
     env = IncidentEnv(load_procedures())
     photo = jpeg()
-    finding_id, ticket_id, attached = record_finding(
-        session_factory(engine),
-        env,
-        store,
-        site=SITE,
-        location="B1-F01-TEL",
-        category="lock_damaged",
-        note="lock hangs loose",
-        photos=[photo],
-        reported_by="G001",
-        now=T0,
-    )
+    report = FindingReport(SITE, "B1-F01-TEL", "lock_damaged", "lock hangs loose", [photo], "G001")
+    with transaction(session_factory(engine)) as session:
+        reported = report_finding(session, env, Told(), store, report, T0)
+        finding_id, ticket_id, attached = reported.finding.id, reported.ticket.id, reported.attached
     assert not attached
     with session_factory(engine)() as s:
         finding = s.get(Finding, finding_id)

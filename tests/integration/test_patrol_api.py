@@ -4,7 +4,6 @@ comment, fraud signals. Through the app on both databases, the gateway on a fake
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,17 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from app.wiring import deadline_handlers
-from core.config import Settings
 from core.contract import tap_topic
-from core.outbound import Outbound
-from gateway.sweeper import Sweeper
 from server.auth import Role, create_user, issue_token
 from storage.db import session_factory, transaction
 from storage.sitefile.schema import SiteFile
 from tests.support.api import PASSWORD, make_client
 from tests.support.patrol import READER, ROUND_START, SITE, UID, at, load_plans, plan, tap_body, with_plans
-from tests.support.rig import Rig, make_rig
+from tests.support.rig import Rig, make_rig, sweeper_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +37,7 @@ class Api:
         return {"Authorization": f"Bearer {token}"}
 
     def sweep(self) -> None:
-        def publish(events: Sequence[Outbound]) -> None:
-            for event in events:
-                for payload in event.payloads():
-                    self.rig.link.publish(event.topic, payload, retain=event.retain)
-
-        settings = Settings(_env_file=None, database_url="sqlite://", mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
-        handlers = deadline_handlers(settings, self.rig.gateway.incidents)
-        Sweeper(session_factory(self.rig.engine), self.rig.clock, handlers, publish).sweep_once()
+        sweeper_for(self.rig).sweep_once()
 
     def tap(self, code: str, msg_id: str, minutes: float) -> None:
         when = at(minutes)

@@ -3,17 +3,20 @@ tests drive with `gateway.pump()` instead of threads and a broker."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
+from app.wiring import deadline_handlers
 from core.clock import FakeClock
 from core.config import Settings
+from core.outbound import Outbound
 from gateway.handlers import HANDLERS, Handler
 from gateway.pipeline import Gateway
+from gateway.sweeper import Sweeper
 from storage.db import session_factory
 from tests.support.fake_link import FakeLink
 
@@ -32,6 +35,19 @@ class Rig:
     def answers(self, suffix: str = "/ack") -> list[dict[str, Any]]:
         """The answers published on topics ending with `suffix`, in order."""
         return [body for _, body in self.link.published(suffix)]
+
+
+def sweeper_for(rig: Rig) -> Sweeper:
+    """The product's deadline engine (every handler it registers) on the rig's clock, publishing on its
+    fake link (the pipeline's answer thread, which publishes in production, does not run in pumped tests)."""
+
+    def publish(events: Sequence[Outbound]) -> None:
+        for event in events:
+            for payload in event.payloads():
+                rig.link.publish(event.topic, payload, retain=event.retain)
+
+    settings = Settings(_env_file=None, database_url="sqlite://", mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
+    return Sweeper(session_factory(rig.engine), rig.clock, deadline_handlers(settings, rig.gateway.incidents), publish)
 
 
 def make_rig(

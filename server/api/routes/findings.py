@@ -180,19 +180,16 @@ def report_finding(
     max_bytes: int = request.app.state.settings.photo_max_bytes
     told = Told()
     try:
+        report = flow.FindingReport(
+            site, location, category, note, _read_photos(photos, max_bytes), user.username, round_id
+        )
         reported = flow.report_finding(
             session,
             env,
             told,
             store,
-            site=site,
-            location=location,
-            category=category,
-            note=note,
-            photos=_read_photos(photos, max_bytes),
-            reported_by=user.username,
-            now=at,
-            round_id=round_id,
+            report,
+            at,
             photo_max_bytes=max_bytes,
         )
     except FindingRefused as exc:
