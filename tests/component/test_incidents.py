@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from core.config import Settings
 from gateway.sweeper import Sweeper
 from storage.db import session_factory, transaction
 from storage.models import Alarm, Ticket, TicketEvent, TicketStep
@@ -34,10 +33,6 @@ def _reading(rig: Rig, device: str, msg_id: str, kind: str, **values: Any) -> No
 
 def _sweeper(rig: Rig) -> Sweeper:
     return sweeper_for(rig)
-
-
-def _settings(rig: Rig) -> Settings:
-    return Settings(_env_file=None, database_url="sqlite://", mqtt_url="mqtt://127.0.0.1:1")  # type: ignore[call-arg]
 
 
 def _events(rig: Rig, suffix: str) -> list[dict[str, Any]]:
