@@ -176,7 +176,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         "\n             an admin: may do everything; for a first look only (real users: patrol user add)\n",
         flush=True,
     )
-    from devices.patrol_walker import ApiLogin
+    from devices.findings_reporter import ApiLogin
 
     args.simulate = DEMO_SITE
     args.api_login = ApiLogin(base, "demo", password)

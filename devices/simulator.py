@@ -9,7 +9,6 @@ now and then a scripted incident (devices/incidents.py) so the demo shows alarms
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import random
 import secrets
@@ -25,27 +24,13 @@ from core.config import BrokerAddress
 from core.contract import event_topic, parse_topic, status_topic, tap_topic, telemetry_topic
 from core.directory import READER_KINDS
 from devices.incidents import Incident, Step, plan_incidents
+from devices.outgoing import Outgoing, iso_ms
 from storage.sitefile.schema import DeviceSpec, SiteFile
 
 if TYPE_CHECKING:
-    from devices.patrol_walker import ApiLogin
+    from devices.findings_reporter import ApiLogin
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    payload: dict[str, Any]
-    qos: int = 1
-    retain: bool = False
-
-    def encoded(self) -> bytes:
-        return json.dumps(self.payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def boot_id(start: datetime) -> str:
@@ -133,7 +118,7 @@ class SiteSimulator:
             Outgoing(
                 status_topic(self.site.site.code, d.code),
                 {
-                    "ts": _iso(now),
+                    "ts": iso_ms(now),
                     "online": True,
                     "battery_pct": self.rng.randint(55, 100),
                     "rssi": self.rng.randint(-80, -45),
@@ -156,7 +141,7 @@ class SiteSimulator:
                 out.append(
                     Outgoing(
                         tap_topic(self.site.site.code, w.device),
-                        {"id": f"{w.device}-{self.boot}-{next(w.seq):06d}", "ts": _iso(w.next_at), "uid": uid},
+                        {"id": f"{w.device}-{self.boot}-{next(w.seq):06d}", "ts": iso_ms(w.next_at), "uid": uid},
                     )
                 )
                 w.next_at += w.every
@@ -246,7 +231,8 @@ def run_simulator(
     connects on its own with its own account, as real devices do on a broker with an ACL; without,
     one client (the URL's user, if any) publishes for all, which only an open broker accepts."""
     from core.config import BrokerAddress
-    from devices.patrol_walker import FindingsReporter, PatrolWalker
+    from devices.findings_reporter import FindingsReporter
+    from devices.patrol_walker import PatrolWalker
     from storage.sitefile.parse import parse_site_file
 
     site = parse_site_file(site_file)

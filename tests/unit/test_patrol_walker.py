@@ -22,19 +22,15 @@ import pytest
 from core.patrol_plans import Place, RoundSpec, missing_peaks, rounds_due
 from core.rounds import Point, Round, Verdict, close_due, judge_all
 from core.rounds import Tap as JudgedTap
+from devices.findings_reporter import ApiLogin, FindingReport, FindingsReporter, multipart, tiny_png
 from devices.patrol_walker import (
     FOUND_AT,
     HONEST,
     MARGIN_S,
     NOTES,
-    ApiLogin,
-    FindingReport,
-    FindingsReporter,
     MistakeRates,
     PatrolWalker,
     Walk,
-    multipart,
-    tiny_png,
     walk_round,
 )
 from devices.simulator import SiteSimulator
