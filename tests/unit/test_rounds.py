@@ -213,6 +213,7 @@ def test_next_due(prior: list[tuple[str, float]], sweep: float | None, expected:
 
 
 def test_next_due_falls_back_to_end_plus_grace() -> None:
+    """P1 §2.3: a round is followed to its end plus grace, even when a window outlives it."""
     rnd = replace(make_round(), points=(Point("Z", 0, at(0), at(50), at(120)),))
     assert next_due(rnd) == at(70)
 
@@ -247,6 +248,7 @@ def test_completion_and_lateness_p0_standards(
 
 
 def test_completion_of_a_round_without_points() -> None:
+    """P0 standards (completion rate): nothing to walk is nothing left undone."""
     assert completion_pct(replace(make_round(), points=())) == 100.0
 
 
@@ -275,7 +277,7 @@ def test_judge_all_verdicts_in_time_order_p1_2_3() -> None:
 
 
 def test_arrival_order_matters_without_replay() -> None:
-    """Why the caller must replay: judged as they arrive, B before A is refused out_of_order."""
+    """Why the caller must replay (P1 §2.3): judged as they arrive, B before A is refused out_of_order."""
     verdict, _ = judge_tap(make_round(), True, "B", at(12))
     assert verdict.reason == "out_of_order"
     assert replay(make_round(), [Tap("B", at(12)), Tap("A", at(1))]).point("B").result == "on_time"  # type: ignore[union-attr]
