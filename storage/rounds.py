@@ -242,6 +242,7 @@ def as_value(row: RoundRow, points: Sequence[RoundPoint], guard: str, *, fresh: 
         ),
         last_signed_at=None if fresh else row.last_signed_at,
         last_point=None if fresh else row.last_point,
+        early_s=row.grace_s,  # the plan's grace both ways: up to it before a point's window opens is `early`
     )
 
 

@@ -25,6 +25,7 @@ from tests.support.patrol import (
     load_plans,
     plan,
     rounds_of,
+    route,
     tap_body,
     with_plans,
 )
@@ -142,3 +143,21 @@ def test_a_redelivered_tap_gets_the_same_answer_and_signs_once(rig: Rig) -> None
     with session_factory(rig.engine)() as s:
         assert s.scalar(select(func.count()).select_from(Round)) == 1
         assert s.scalar(select(func.count()).select_from(SignIn)) == 1
+
+
+def test_a_sign_in_before_a_window_opens_is_early_within_the_grace(
+    engine: Engine, db_url: str, demo_site: SiteFile
+) -> None:
+    """Issue 8 item 4 (P1 §2.3): a checkpoint with a window (10-20 min into the round) signed 3 min
+    before it opens is `early`, within the plan's 5 min grace; 6 min before it is outside its window."""
+    windowed = [
+        {"checkpoint": "B1-F01-LOBBY", "order": 0},
+        {"checkpoint": "B1-F01-TEL", "order": 0, "window": {"from_min": 10, "to_min": 20}},
+    ]
+    load_plans(engine, with_plans(demo_site, routes=[route(points=windowed)]))
+    rig = make_rig(engine, db_url, now=ROUND_START - timedelta(minutes=30))
+    _sweeper(rig).sweep_once()
+    assert _verdict(_tap(rig, "B1-F01-TEL", "e1", 4)) == (False, "outside_window")
+    assert _verdict(_tap(rig, "B1-F01-TEL", "e2", 7)) == (True, None)
+    [(_, points)] = rounds_of(rig.engine)
+    assert points["B1-F01-TEL"] == "early"
