@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from core.contract import SensorKind
+from core.escalation import DutyShift
 
 #: The one list of device kinds: readers here, sensors with their readings' schemas in the contract.
 ReaderKind = Literal["handheld_reader", "fixed_reader"]
@@ -54,6 +55,7 @@ class SiteRules:
     timezone: str
     alarm_rules: dict[str, Any]
     patrol: bool = False  # the site has patrol plans: taps are judged against rounds (issue 8)
+    shifts: tuple[DutyShift, ...] = ()  # the roster (core.escalation), read once with the directory
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.directory import DeviceEntry, Directory, Named, SiteRules, TagEntry
+from storage.duty import roster_of
 from storage.models import Building, Device, Floor, Location, Site, Staff, Tag
 
 
@@ -41,7 +42,7 @@ def load_directory(session: Session) -> Directory:
     }
     locations = {loc.id: Named(loc.id, loc.code, loc.name_zh, loc.name_en) for loc in session.scalars(select(Location))}
     staff = {s.id: Named(s.id, s.code, s.name_zh, s.name_en) for s in session.scalars(select(Staff))}
-    rules = {s.id: SiteRules(s.timezone, dict(s.alarm_rules or {}), bool(s.plans)) for s in site_rows}
+    rules = {s.id: _rules(session, s) for s in site_rows}
     return Directory(devices=devices, tags=tags, locations=locations, staff=staff, site_rules=rules)
 
 
@@ -69,4 +70,9 @@ def device_entry(session: Session, device_id: int) -> tuple[DeviceEntry, SiteRul
         ).first()
         place = (row[0], row[1], row[2], row[3]) if row is not None else None
     entry = DeviceEntry(d.id, d.site_id, site.code, d.code, d.kind, d.location_id, d.holder_id, **_place(place))
-    return entry, SiteRules(site.timezone, dict(site.alarm_rules or {}), bool(site.plans))
+    return entry, _rules(session, site)
+
+
+def _rules(session: Session, site: Site) -> SiteRules:
+    shifts = tuple(roster_of(session, site.id)[0]) if site.plans else ()  # what the taps' verdicts need
+    return SiteRules(site.timezone, dict(site.alarm_rules or {}), bool(site.plans), shifts)

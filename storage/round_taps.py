@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from core.rounds import Round, Tap, Verdict, close_due, judge_tap
 from core.taps import TapDecision
-from storage.duty import roster_of
 from storage.message_log import MessageKey
 from storage.models import Location, SignIn
 from storage.models import Round as RoundRow
-from storage.rounds import LoadedRound, as_value, duty_check, load_rounds, save
+from storage.rounds import LoadedRound, as_value, load_where, save
 
 #: the longest a round can stay open after it starts: a day-long round plus the longest grace (4 h)
 LONGEST_ROUND = timedelta(hours=28)
+LONGEST_GRACE = timedelta(minutes=240)  # core.patrol_plans.PlanSpec.grace_min's bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,7 @@ class RoundTap:
     guard_id: int
     guard: str  # the guard's code (the roster names guards by code)
     location_id: int
+    checkpoint: str  # the location's code (the directory's)
     tapped_at: datetime
 
 
@@ -48,20 +49,21 @@ class Judged:
 
 
 def judge_round_taps(
-    session: Session, site_id: int, taps: Sequence[RoundTap], base: dict[MessageKey, TapDecision], now: datetime
+    session: Session,
+    taps: Sequence[RoundTap],
+    base: dict[MessageKey, TapDecision],
+    duty: Callable[[str, datetime], bool],
+    now: datetime,
 ) -> Judged:
     """The verdict of each tap (its `base` decision, from the tag, refined by the round) and the
-    rounds that changed. Taps of one guard are judged in tap-time order."""
+    rounds that changed. Taps of one guard are judged in tap-time order; `duty`: whether a guard
+    (by code) is on the roster at an instant (storage.rounds.duty_check)."""
     judged = Judged()
     if not taps:
         return judged
     times = [t.tapped_at for t in taps]
-    rounds = _guards_rounds(session, {t.guard_id for t in taps}, min(times), max([*times, now]))
-    located: set[int | None] = {p.location_id for r in rounds for p in r.points}
-    located.update(t.location_id for t in taps)
-    codes = _codes(session, located)
-    shifts, tz = roster_of(session, site_id)
-    duty = duty_check(shifts, tz)
+    guards = {t.guard_id: t.guard for t in taps}
+    rounds = _guards_rounds(session, guards, min(times), max([*times, now]))
     by_guard: dict[int, list[LoadedRound]] = defaultdict(list)
     for r in rounds:
         by_guard[r.row.guard_id].append(r)
@@ -69,7 +71,7 @@ def judge_round_taps(
     changed: dict[int, LoadedRound] = {}
     for tap in sorted(taps, key=lambda t: (t.guard_id, t.tapped_at)):
         guard = base[tap.key]
-        code = codes.get(tap.location_id)
+        code = tap.checkpoint
         on_duty = duty(tap.guard, tap.tapped_at)
         chosen = _round_for(by_guard[tap.guard_id], code, tap.tapped_at)
         if chosen is None:
@@ -91,16 +93,16 @@ def judge_round_taps(
     return judged
 
 
-def _guards_rounds(session: Session, guard_ids: set[int], earliest: datetime, latest: datetime) -> list[LoadedRound]:
-    """The guards' rounds that may be open at any of the taps' times, locked."""
-    window = (RoundRow.starts_at >= earliest - LONGEST_ROUND, RoundRow.starts_at <= latest)
-    ids = session.scalars(select(RoundRow.id).where(RoundRow.guard_id.in_(guard_ids), *window))
-    return list(load_rounds(session, ids, lock=True).values())
-
-
-def _codes(session: Session, ids: set[int | None]) -> dict[int, str]:
-    wanted = {i for i in ids if i is not None}
-    return dict(session.execute(select(Location.id, Location.code).where(Location.id.in_(wanted))).all())
+def _guards_rounds(session: Session, guards: dict[int, str], earliest: datetime, latest: datetime) -> list[LoadedRound]:
+    """The guards' rounds that may be open at any of the taps' times (started by the latest, not
+    ended plus the longest grace before the earliest), locked: usually one or two per guard."""
+    window = [
+        RoundRow.guard_id.in_(list(guards)),
+        RoundRow.starts_at >= earliest - LONGEST_ROUND,
+        RoundRow.starts_at <= latest,
+        RoundRow.ends_at > earliest - LONGEST_GRACE,
+    ]
+    return list(load_where(session, window, lock=True, guards=guards).values())
 
 
 def _round_for(rounds: list[LoadedRound], code: str | None, at: datetime) -> LoadedRound | None:

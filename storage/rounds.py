@@ -8,14 +8,14 @@ frozen `core.rounds.Round`, judged by the pure rules, and only what changed is w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import ColumnElement, select
 from sqlalchemy import insert as insert_into
-from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -252,13 +252,26 @@ def load_rounds(session: Session, ids: Iterable[int], *, lock: bool) -> dict[int
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    query = select(RoundRow).where(RoundRow.id.in_(wanted)).order_by(RoundRow.id)
+    return load_where(session, [RoundRow.id.in_(wanted)], lock=lock)
+
+
+def load_where(
+    session: Session, where: Sequence[ColumnElement[bool]], *, lock: bool, guards: Mapping[int, str] | None = None
+) -> dict[int, LoadedRound]:
+    """The rounds matching `where` with their points, in two statements (locked in id order, as
+    `load_rounds`); `guards` ({staff id: code}) spares the query for the guards' codes."""
+    query = select(RoundRow).where(*where).order_by(RoundRow.id)
     rows = list(session.scalars(query.with_for_update() if lock else query))
+    if not rows:
+        return {}
     points: dict[int, list[RoundPoint]] = {r.id: [] for r in rows}
-    for p in session.scalars(select(RoundPoint).where(RoundPoint.round_id.in_(wanted))):
+    for p in session.scalars(select(RoundPoint).where(RoundPoint.round_id.in_(list(points)))):
         points[p.round_id].append(p)
-    guards = dict(session.execute(select(Staff.id, Staff.code).where(Staff.id.in_({r.guard_id for r in rows}))).all())
-    return {r.id: LoadedRound(r, points[r.id], as_value(r, points[r.id], guards.get(r.guard_id, ""))) for r in rows}
+    codes = dict(guards or {})
+    missing = {r.guard_id for r in rows} - codes.keys()
+    if missing:
+        codes.update(session.execute(select(Staff.id, Staff.code).where(Staff.id.in_(missing))).all())
+    return {r.id: LoadedRound(r, points[r.id], as_value(r, points[r.id], codes.get(r.guard_id, ""))) for r in rows}
 
 
 def save(session: Session, loaded: LoadedRound, new: Round, now: datetime) -> bool:

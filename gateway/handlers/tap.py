@@ -29,6 +29,7 @@ from storage.message_log import MessageKey, lock_rows, stored_decisions
 from storage.models import Staff
 from storage.round_events import round_event
 from storage.round_taps import RoundTap, judge_round_taps
+from storage.rounds import duty_check
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,15 @@ def _judge_rounds(
         rules = ctx.directory.site_rules.get(m.device.site_id)
         if not (d.ok and rules is not None and rules.patrol and d.guard_id is not None and d.location_id is not None):
             continue
-        guard = ctx.directory.staff.get(d.guard_id)
+        guard, place = ctx.directory.staff.get(d.guard_id), ctx.directory.locations.get(d.location_id)
+        code, checkpoint = guard.code if guard else "", place.code if place else ""
         by_site[m.device.site_id].append(
-            RoundTap(key(m), d.guard_id, guard.code if guard else "", d.location_id, logged.times[key(m)].at)
+            RoundTap(key(m), d.guard_id, code, d.location_id, checkpoint, logged.times[key(m)].at)
         )
     for site_id, taps in by_site.items():
-        judged = judge_round_taps(session, site_id, taps, decisions, ctx.now)
+        rules = ctx.directory.site_rules[site_id]
+        duty = duty_check(rules.shifts, rules.timezone)
+        judged = judge_round_taps(session, taps, decisions, duty, ctx.now)
         decisions.update(judged.decisions)
         site_code = next(m.device.site_code for m in new if m.device.site_id == site_id)
         effects.events += [Outbound(site_code, round_event(session, r, "progress", ctx.now)) for r in judged.changed]

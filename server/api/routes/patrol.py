@@ -36,7 +36,12 @@ def _sites(session: Session, code: str | None) -> list[Site]:
     return found
 
 
-@router.get("/routes", response_model=list[RoutePublic], summary="Patrol routes with their checkpoints. Roles: all")
+@router.get(
+    "/routes",
+    response_model=list[RoutePublic],
+    responses=SITE_404,
+    summary="Patrol routes with their checkpoints. Roles: all",
+)
 def list_routes(session: SessionDep, site: CodeFilter = None) -> list[RoutePublic]:
     out: list[RoutePublic] = []
     for s in _sites(session, site):
@@ -65,7 +70,9 @@ def list_routes(session: SessionDep, site: CodeFilter = None) -> list[RoutePubli
     return out
 
 
-@router.get("/plans", response_model=list[PlanPublic], summary="Patrol plans (巡查计划). Roles: all")
+@router.get(
+    "/plans", response_model=list[PlanPublic], responses=SITE_404, summary="Patrol plans (巡查计划). Roles: all"
+)
 def list_plans(session: SessionDep, site: CodeFilter = None) -> list[PlanPublic]:
     return [
         PlanPublic(site=s.code, plan=plan, missing_peaks=missing_peaks(plan))

@@ -47,9 +47,8 @@ RoundId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 READ = "Roles: guard, control_room, supervisor, manager, admin"
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such round (GET /api/v1/rounds)"}}
 REFUSED: dict[int | str, dict[str, Any]] = {
-    **NOT_FOUND,
+    404: {"description": "No such round, or no such guard to hand it to"},
     409: {"description": "The round's state does not allow it; the message says why"},
-    422: {"description": "The request names something that does not exist"},
 }
 
 
@@ -205,7 +204,7 @@ def _act(session: Session, at: datetime, round_id: int, action: Callable[[Told],
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except RoundActionError as exc:
-        code = status.HTTP_422_UNPROCESSABLE_CONTENT if exc.code == "unknown_guard" else status.HTTP_409_CONFLICT
+        code = status.HTTP_404_NOT_FOUND if exc.code == "unknown_guard" else status.HTTP_409_CONFLICT
         raise HTTPException(code, str(exc)) from None
     publish_later(session, told, at)
     session.commit()
