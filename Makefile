@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login bench-alarms clean
+.PHONY: run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login bench-alarms bench-taps clean
 
 # Says what it does: the first install is quiet pip work of about a minute.
 $(STAMP): pyproject.toml
@@ -56,6 +56,9 @@ bench-login: $(STAMP)
 
 bench-alarms: $(STAMP)
 	$(BIN)/python bench/alarm_latency.py $(BENCH_ARGS)
+
+bench-taps: $(STAMP)
+	$(BIN)/python bench/tap_verdict.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

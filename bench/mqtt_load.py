@@ -289,6 +289,7 @@ class AckCollector:
         self.first_seen: dict[str, float] = {}
         self.by_prefix: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.verdicts: dict[str, str] = {}  # msg id → "ok" or the reason of its first answer
         subscribed = threading.Event()
         self.client = new_client("acks")
         self.client.on_connect = lambda c, *_a: c.subscribe(ACK_FILTER, qos=1)
@@ -308,6 +309,7 @@ class AckCollector:
         if isinstance(msg_id, str) and msg_id not in self.first_seen:
             self.first_seen[msg_id] = now
             self.by_prefix[msg_id[:3]] += 1
+            self.verdicts[msg_id] = "ok" if body.get("ok") else str(body.get("reason"))
             if not body.get("ok"):
                 self.refused[msg_id[:3]] += 1
 
