@@ -34,7 +34,8 @@ class ReaderAnswer(BaseModel):
     reason: str | None = None
     checkpoint: str | None = None
     checkpoint_en: str | None = None
-    next: str | None = None
+    next: str | None = None  # the checkpoint to walk to next (rounds), in Chinese; `next_en` in English
+    next_en: str | None = None
     guard: str | None = None
     message: dict[str, str] = Field(default_factory=dict)
     #: Only when the reader's clock is off: its `ts` minus the server's receipt time, in seconds

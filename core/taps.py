@@ -52,6 +52,7 @@ class TapDecision:
             checkpoint=place.name_zh if place else None,
             checkpoint_en=place.name_en if place else None,
             next=following.name_zh if following else None,
+            next_en=following.name_en if following else None,
             guard=guard.code if guard else None,
             message=reason_message(self.reason, clock_off=self.clock_skew_s is not None),
             clock_skew_s=self.clock_skew_s,

@@ -70,6 +70,7 @@ def test_a_round_walked_through_the_broker_answers_each_tap_and_records_each_poi
     answers = [_tap(rig, code, f"w{i}", minutes) for i, (code, minutes, _, _) in enumerate(walk)]
     assert [(a["ok"], a.get("reason")) for a in answers] == [(ok, reason) for _, _, ok, reason in walk]
     assert answers[0]["next"] == "1栋 1F 101商铺（川菜馆）" and answers[0]["checkpoint_en"] == "Building 1 1F lobby"
+    assert answers[0]["next_en"] == "Building 1 1F shop 101 (Sichuan restaurant)"
     assert answers[1]["message"]["en"] and answers[1]["message"]["zh"]
     [(rnd, points)] = rounds_of(rig.engine)
     assert points == {"B1-F01-LOBBY": "on_time", "B1-SHOP101": "on_time", "B1-F01-TEL": "on_time", "B1-SHOP102": "late"}
