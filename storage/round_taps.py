@@ -70,13 +70,13 @@ def judge_round_taps(
     batch: dict[int, list[Tap]] = defaultdict(list)  # taps of this batch per round, not yet in the database
     changed: dict[int, LoadedRound] = {}
     for tap in sorted(taps, key=lambda t: (t.guard_id, t.tapped_at)):
-        guard = base[tap.key]
+        decided = base[tap.key]  # by the tag: who and where
         code = tap.checkpoint
         on_duty = duty(tap.guard, tap.tapped_at)
         chosen = _round_for(by_guard[tap.guard_id], code, tap.tapped_at)
         if chosen is None:
             verdict, _ = judge_tap(None, on_duty, code, tap.tapped_at)
-            judged.decisions[tap.key] = _decision(guard, verdict, None, {})
+            judged.decisions[tap.key] = _decision(decided, verdict, None, {})
             continue
         this = Tap(code, tap.tapped_at, on_duty)
         verdict, new = _judge(session, chosen, this, batch[chosen.row.id], duty, now)
@@ -86,7 +86,7 @@ def judge_round_taps(
         if new is not None and new != chosen.value:
             chosen.value = new
             changed[chosen.row.id] = chosen
-        judged.decisions[tap.key] = _decision(guard, verdict, chosen, _ids(chosen))
+        judged.decisions[tap.key] = _decision(decided, verdict, chosen, _ids(chosen))
     for r in sorted(changed.values(), key=lambda r: r.row.id):
         if save(session, r, r.value, now):
             judged.changed.append(r)
