@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 def _broker_class() -> Any:
     """amqtt is imported only when the embedded broker is used (a production gateway never loads it)."""
     from amqtt.broker import Broker
+    from amqtt.contexts import Action
     from amqtt.errors import AMQTTError
     from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
@@ -52,6 +53,23 @@ def _broker_class() -> Any:
             # `_Replayed` answers and undoes at once, with no suspension in between (one event loop)
             BrokerProtocolHandler.init_from_connect = _Replayed(handler, session, original)
             return await super()._initialize_client_session(reader, writer, address, port)
+
+        async def _publish_retained_messages_for_subscription(self, subscription: Any, session: Any) -> None:
+            """Retained messages for one of the session's own subscriptions, each one the session may
+            read. amqtt 0.12 calls this on every connect with every filter in the broker (the gateway's
+            `patrol/v1/#` too) and checks no read rights: a device would get every device's status."""
+            topic_filter, qos = subscription
+            mine = any(s.client_id == session.client_id for s, _ in self._subscriptions.get(topic_filter, ()))
+            handler = self._get_handler(session)
+            if not mine or handler is None:
+                return
+            for topic, retained in list(self._retained_messages.items()):
+                if self._matches(topic, topic_filter) and await self._topic_filtering(
+                    session, topic=topic, action=Action.RECEIVE
+                ):
+                    await handler.mqtt_publish(
+                        retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+                    )
 
         async def _handle_message_delivery(self, client_session: Any, handler: Any, wait_deliver: Any) -> bool:
             message = wait_deliver.result()

@@ -114,6 +114,25 @@ def test_a_device_subscribing_to_everything_receives_only_its_own_answers(secure
             peer.close()
 
 
+def test_a_device_connecting_gets_no_retained_message_of_another(secured_broker: SecuredBroker) -> None:
+    """Issue 6 item 12: while the gateway holds `patrol/v1/#`, a device that connects (or takes its own
+    session back) is sent no other device's retained status. amqtt 0.12 replays on every connect the
+    retained messages matching every subscription in the broker, its own or not, unchecked: the embedded
+    broker must not."""
+    gateway = Peer(secured_broker.url_for(OBSERVER), subscribe=("patrol/v1/#",), client_id=OBSERVER)
+    other = _device(secured_broker, READER_B)
+    other.publish(status_topic(SITE, READER_B), {"ts": 1764288311250, "online": True}, retain=True)
+    snoop = _device(secured_broker, READER_A, subscribe=(ack_topic(SITE, READER_A),))
+    try:
+        gateway.publish(ack_topic(SITE, READER_A), {"id": "a-2", "ok": True})
+        seen = _drain_until(snoop, ack_topic(SITE, READER_A), "a-2")
+        assert {topic for topic, _ in seen} == {ack_topic(SITE, READER_A)}, seen
+    finally:
+        other.publish(status_topic(SITE, READER_B), b"", retain=True)
+        for peer in (snoop, gateway, other):
+            peer.close()
+
+
 def test_taking_over_the_gateways_client_id_needs_its_credentials(
     secured_broker: SecuredBroker, secured_gateway: Gateway, demo_site: SiteFile
 ) -> None:
