@@ -77,6 +77,14 @@ def on_duty(roster: Iterable[DutyShift], at: datetime, tz: tzinfo | str) -> list
     return [s for s in roster if s.covers(local)]
 
 
+def duty_check(shifts: Sequence[DutyShift], tz: tzinfo | str) -> Callable[[str, datetime], bool]:
+    """Whether a guard (by code) is on duty at an instant; a site without a roster has everyone on
+    duty (it is onboarded before its shifts are written: nobody is refused for a missing roster)."""
+    if not shifts:
+        return lambda _guard, _at: True
+    return lambda guard, at: any(s.staff_code == guard for s in on_duty(shifts, at, tz))
+
+
 def _codes(shifts: Iterable[DutyShift]) -> list[str]:
     return list(dict.fromkeys(s.staff_code for s in shifts))
 

@@ -307,9 +307,9 @@ class RoundPointSpec:
     checkpoint: str
     order: int
     opens_at: datetime
-    closes_at: datetime  # the latest a sign-in can count: the window's end, or the round's end + grace
+    due_at: datetime  # on time until (inclusive): the window's end, or the round's end
+    closes_at: datetime  # shut from: `due_at` + grace with make-up, else just after `due_at`
     min_gap_s: int  # since the previous sign-in of the round; 0 for the first point
-    due_at: datetime | None = None  # on time until: the window's end, or the round's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +350,20 @@ def point_gaps(route: RouteSpec, places: Mapping[str, Place], rules: GapRules | 
     return gaps
 
 
+#: without make-up a late sign-in is not taken: the point's window shuts just after its due time
+NO_MAKEUP_SLACK = timedelta(milliseconds=1)
+
+
+def _point(p: RoutePointSpec, start: datetime, duration: timedelta, plan: PlanSpec, gap_s: int) -> RoundPointSpec:
+    """A route point's times in a round: open from the window's start (or the round's), on time until
+    the window's end (or the round's end); with make-up a late sign-in is taken for the grace period."""
+    opens = start + timedelta(minutes=p.window.from_min) if p.window else start
+    due = start + timedelta(minutes=p.window.to_min) if p.window else start + duration
+    grace = timedelta(minutes=plan.grace_min)
+    closes = due + (grace if plan.makeup and grace else NO_MAKEUP_SLACK)
+    return RoundPointSpec(p.checkpoint, p.order, opens, due, closes, gap_s)
+
+
 def rounds_due(
     plan: PlanSpec,
     route: RouteSpec,
@@ -378,17 +392,7 @@ def rounds_due(
             start = datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
             if not on_duty(guard, start):
                 continue
-            points = tuple(
-                RoundPointSpec(
-                    p.checkpoint,
-                    p.order,
-                    start + timedelta(minutes=p.window.from_min) if p.window else start,
-                    start + timedelta(minutes=p.window.to_min) if p.window else start + duration + grace,
-                    gaps[p.checkpoint],
-                    start + timedelta(minutes=p.window.to_min) if p.window else start + duration,
-                )
-                for p in route.sequence()
-            )
+            points = tuple(_point(p, start, duration, plan, gaps[p.checkpoint]) for p in route.sequence())
             rounds.append(
                 RoundSpec(
                     plan.code, route.code, guard, start, start + duration, grace, plan.makeup, plan.early_finish, points

@@ -30,10 +30,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from core.contract import tap_topic
+from core.escalation import duty_check
 from core.patrol_plans import Place, RoundPointSpec, RoundSpec, rounds_due
 from devices.findings_reporter import FindingReport, tiny_png
 from devices.outgoing import Outgoing, iso_ms
-from storage.rounds import duty_check
 from storage.sitefile.schema import SiteFile
 
 log = logging.getLogger(__name__)

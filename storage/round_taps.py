@@ -57,7 +57,7 @@ def judge_round_taps(
 ) -> Judged:
     """The verdict of each tap (its `base` decision, from the tag, refined by the round) and the
     rounds that changed. Taps of one guard are judged in tap-time order; `duty`: whether a guard
-    (by code) is on the roster at an instant (storage.rounds.duty_check)."""
+    (by code) is on the roster at an instant (core.escalation.duty_check)."""
     judged = Judged()
     if not taps:
         return judged

@@ -8,7 +8,7 @@ frozen `core.rounds.Round`, judged by the pure rules, and only what changed is w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,14 +16,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy import insert as insert_into
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.escalation import DutyShift, on_duty
-from core.patrol_plans import Place, PlanSpec, RoundSpec, RouteSpec, rounds_due
+from core.escalation import duty_check
+from core.patrol_plans import Place, PlanSpec, RoundPointSpec, RoundSpec, RouteSpec, rounds_due
 from core.rounds import FINAL_STATES, Point, Round, completion_pct, lateness_s
 from storage import deadlines
-from storage.db import held
+from storage.db import held, upsert_insert
 from storage.duty import roster_of
 from storage.models import Building, Floor, Location, RoundPoint, Site, Staff
 from storage.models import Round as RoundRow
@@ -33,8 +32,6 @@ log = logging.getLogger(__name__)
 ROUND_CLOSE = "round.close"  # a point's window shuts or the round ends: decide what was missed
 GENERATE = "patrol.generate"  # generate the rounds of the lead time ahead, then again an hour later
 GENERATE_EVERY = timedelta(hours=1)
-#: without `makeup` a late sign-in is not accepted: the point's window shuts just after its due time
-NO_MAKEUP_SLACK = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +55,6 @@ def site_subject(site_id: int) -> str:
     return f"site:{site_id}"
 
 
-def duty_check(shifts: Sequence[DutyShift], tz: str) -> Callable[[str, datetime], bool]:
-    """Whether a guard is on duty at an instant; a site without a roster has everyone on duty (it is
-    onboarded before its shifts are written, and nobody should be refused for a missing roster)."""
-    if not shifts:
-        return lambda _guard, _at: True
-    return lambda guard, at: any(s.staff_code == guard for s in on_duty(shifts, at, tz))
-
-
 # --- generation ------------------------------------------------------------------------------------
 
 
@@ -79,22 +68,23 @@ def generate(session: Session, site_id: int, now: datetime, lead: timedelta) -> 
     spec = SitePlans.of(site)
     shifts, tz = roster_of(session, site_id)
     duty = duty_check(shifts, tz)
-    staff = _staff(session, site_id)
+    staff = _staff(session, site_id)  # {code: (id, position)} of the active staff
     places, locations = checkpoint_places(session, site_id)
     zone = ZoneInfo(tz)
     first, last = (now - timedelta(days=1)).astimezone(zone).date(), (now + lead).astimezone(zone).date()
+    guards = [code for code, (_, position) in staff.items() if position == "guard"]  # of `shift: true` plans
     wanted: list[RoundSpec] = []
     for plan in spec.plans:
         route = spec.routes.get(plan.route)
         if route is None:
             continue  # refused by the site file's checks; an older row is not worth a crash
-        guards = [code for code, position in staff.items() if position == "guard"]
         for day in _days(first, last):
             for r in rounds_due(plan, route, places, day, zone, duty, shift_guards=guards):
                 if r.ends_at + r.grace > now and r.starts_at < now + lead and r.guard in staff:
                     wanted.append(r)
-    ids = _staff_ids(session, site_id)
-    new = [_insert_round(session, site_id, r, spec.routes[r.route].area, ids[r.guard], locations, now) for r in wanted]
+    new = [
+        _insert_round(session, site_id, r, spec.routes[r.route].area, staff[r.guard][0], locations, now) for r in wanted
+    ]
     created = [i for i in new if i is not None]
     if created:
         log.info("site %s: %d patrol round(s) generated", site.code, len(created))
@@ -108,13 +98,12 @@ def _days(first: date, last: date) -> Iterable[date]:
         day += timedelta(days=1)
 
 
-def _staff(session: Session, site_id: int) -> dict[str, str]:
-    rows = session.execute(select(Staff.code, Staff.position).where(Staff.site_id == site_id, Staff.active.is_(True)))
-    return {code: position for code, position in rows}
-
-
-def _staff_ids(session: Session, site_id: int) -> dict[str, int]:
-    return dict(session.execute(select(Staff.code, Staff.id).where(Staff.site_id == site_id)).all())
+def _staff(session: Session, site_id: int) -> dict[str, tuple[int, str]]:
+    active = (Staff.site_id == site_id, Staff.active.is_(True))
+    return {
+        code: (i, position)
+        for code, i, position in session.execute(select(Staff.code, Staff.id, Staff.position).where(*active))
+    }
 
 
 def checkpoint_places(session: Session, site_id: int) -> tuple[dict[str, Place], dict[str, int]]:
@@ -152,10 +141,8 @@ def _insert_round(
         "created_at": now,
         "alert_open": False,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
-        insert(RoundRow)
+        upsert_insert(session, RoundRow)
         .values(values)
         .on_conflict_do_nothing(index_elements=["site_id", "plan", "planned_guard_id", "starts_at"])
         .returning(RoundRow.id)
@@ -165,40 +152,23 @@ def _insert_round(
         return None  # generated before (by this gateway or another)
     session.execute(
         insert_into(RoundPoint),
-        [_point_row(round_id, seq, p, spec, locations.get(p.checkpoint)) for seq, p in enumerate(spec.points)],
+        [_point_row(round_id, seq, p, locations.get(p.checkpoint)) for seq, p in enumerate(spec.points)],
     )
-    first_due = min([p.closes_at for p in _points_of(spec)] + [spec.ends_at + spec.grace])
+    first_due = min([p.closes_at for p in spec.points] + [spec.ends_at + spec.grace])
     deadlines.schedule(session, ROUND_CLOSE, round_subject(round_id), first_due, {"round_id": round_id}, now)
     return round_id
 
 
-def _points_of(spec: RoundSpec) -> list[Point]:
-    return [
-        _point(p.checkpoint, p.order, p.opens_at, p.due_at or p.closes_at, p.min_gap_s, spec.makeup, spec.grace)
-        for p in spec.points
-    ]
-
-
-def _point(
-    code: str, order: int, opens_at: datetime, due_at: datetime, min_gap_s: int, makeup: bool, grace: timedelta
-) -> Point:
-    """A plan's point window [opens, due] becomes a round point: with makeup a late sign-in is taken
-    for the grace period after `due_at`, without it the window shuts at `due_at`."""
-    closes_at = due_at + (grace if makeup and grace else NO_MAKEUP_SLACK)
-    return Point(code, order, opens_at, due_at, closes_at, min_gap_s)
-
-
-def _point_row(round_id: int, seq: int, p: Any, spec: RoundSpec, location_id: int | None) -> dict[str, Any]:
-    point = _point(p.checkpoint, p.order, p.opens_at, p.due_at or p.closes_at, p.min_gap_s, spec.makeup, spec.grace)
+def _point_row(round_id: int, seq: int, p: RoundPointSpec, location_id: int | None) -> dict[str, Any]:
     return {
         "round_id": round_id,
         "seq": seq,
         "checkpoint": p.checkpoint,
         "location_id": location_id,
         "order": p.order,
-        "opens_at": point.opens_at,
-        "due_at": point.due_at,
-        "closes_at": point.closes_at,
+        "opens_at": p.opens_at,
+        "due_at": p.due_at,
+        "closes_at": p.closes_at,
         "min_gap_s": p.min_gap_s,
         "result": "pending",
     }

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.contract import RejectReason, TapPayload
+from core.escalation import duty_check
 from core.ingest import first_of_each
 from core.outbound import Outbound, SignInBatch, SignInEvent
 from core.taps import TapDecision, decide_tap
@@ -29,7 +30,6 @@ from storage.message_log import MessageKey, lock_rows, stored_decisions
 from storage.models import Staff
 from storage.round_events import round_event
 from storage.round_taps import RoundTap, judge_round_taps
-from storage.rounds import duty_check
 
 log = logging.getLogger(__name__)
 

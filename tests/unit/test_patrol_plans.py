@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.patrol_plans import (
+    NO_MAKEUP_SLACK,
     GapRules,
     Place,
     PlanSpec,
@@ -227,13 +228,21 @@ def test_rounds_due_shanghai_wall_clock() -> None:
 
 
 def test_point_windows_absolute() -> None:
-    """A point's window is the round start + from/to; without one, the whole round plus grace."""
+    """P1 §2.3: a point is due by the round start + its window's end, or by the round's end without
+    one; without make-up its window shuts just after that (a late sign-in is not taken)."""
     r = rounds_due(plan(), route(), PLACES, date(2026, 12, 1), "UTC", always)[0]
     start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # a UTC site: wall clock = UTC
     assert r.starts_at == start
-    windows = {p.checkpoint: (p.opens_at, p.closes_at, p.min_gap_s) for p in r.points}
-    assert windows["b1_lobby"] == (start, start + timedelta(minutes=10), 0)
-    assert windows["b1_f2"] == (start, start + timedelta(minutes=45), 35)
+    windows = {p.checkpoint: (p.opens_at, p.due_at, p.closes_at - p.due_at, p.min_gap_s) for p in r.points}
+    assert windows["b1_lobby"] == (start, start + timedelta(minutes=10), NO_MAKEUP_SLACK, 0)
+    assert windows["b1_f2"] == (start, start + timedelta(minutes=40), NO_MAKEUP_SLACK, 35)
+
+
+def test_a_late_point_may_be_made_up_within_the_grace() -> None:
+    """P1 §2.3 with `makeup: true`: a point is taken late until its due time plus the plan's grace."""
+    r = rounds_due(plan(makeup=True), route(), PLACES, date(2026, 12, 1), "UTC", always)[0]
+    lobby = next(p for p in r.points if p.checkpoint == "b1_lobby")
+    assert lobby.closes_at - lobby.due_at == timedelta(minutes=5)
     assert [p.checkpoint for p in r.points][-1] == "b1_roof_fan"
 
 
