@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.deadlines import Deadline, DeadlineHandler
@@ -21,12 +20,10 @@ from core.outbound import Outbound
 from core.rounds import close_due, next_due
 from storage import deadlines
 from storage.db import held
-from storage.incident_notes import IncidentEnv
-from storage.message_log import lock_rows
-from storage.models import Round as RoundRow
-from storage.models import RoundPoint, Site, Staff
+from storage.incident_notes import IncidentEnv, Told, tell
+from storage.models import Site
 from storage.round_events import missed_notice, round_event
-from storage.rounds import GENERATE, GENERATE_EVERY, ROUND_CLOSE, generate, load_rounds, round_subject, save
+from storage.rounds import GENERATE, GENERATE_EVERY, ROUND_CLOSE, generate, lock_round, round_subject, save
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +47,9 @@ def close_round(session: Session, env: IncidentEnv, round_id: int, now: datetime
     """Points whose window shut are missed; each missed point not yet told is told now (live feed,
     out/round/{id}, webhooks); a round that ended with a missed point opens an alert a supervisor
     closes with a comment. The next shut window is scheduled."""
-    guard_id = session.scalar(select(RoundRow.guard_id).where(RoundRow.id == round_id))
-    if guard_id is None:
-        return []  # the round is gone
-    lock_rows(session, Staff, [guard_id])
-    loaded = load_rounds(session, [round_id], lock=True).get(round_id)
+    loaded = lock_round(session, round_id)
     if loaded is None:
-        return []
+        return []  # the round is gone
     was_final = loaded.row.ended_at is not None
     value, _ = close_due(loaded.value, now)
     save(session, loaded, value, now)
@@ -67,23 +60,14 @@ def close_round(session: Session, env: IncidentEnv, round_id: int, now: datetime
     if ended_now and any(p.result == "missed" for p in loaded.points) and loaded.row.alert_closed_at is None:
         loaded.row.alert_open = True  # closed by a supervisor's comment (P1 §2.3: every round is followed)
     site = held(session, Site, loaded.row.site_id)
-    events: list[Outbound] = []
+    told = Told()
     if site is not None and untold:
         event = round_event(session, loaded, "missed", now, missed=[p.checkpoint for p in untold])
-        events.append(Outbound(site.code, event))
-        missed_notice(session, env, event, site, now)
+        tell(session, env, told, site.code, event, missed_notice(event, site, now), now)
         log.warning("round %d (%s): missed %s", round_id, event.guard, ", ".join(event.missed))
     elif site is not None and ended_now:
-        events.append(Outbound(site.code, round_event(session, loaded, "ended", now)))
+        tell(session, env, told, site.code, round_event(session, loaded, "ended", now), None, now)
     due = next_due(loaded.value)
     if due is not None:
         deadlines.schedule(session, ROUND_CLOSE, round_subject(round_id), max(due, now), {"round_id": round_id}, now)
-    return events
-
-
-def missed_points(session: Session, round_id: int) -> list[str]:
-    """The checkpoints of a round told as missed (for tests and the API)."""
-    rows = session.scalars(
-        select(RoundPoint.checkpoint).where(RoundPoint.round_id == round_id, RoundPoint.missed_alerted_at.is_not(None))
-    )
-    return sorted(rows)
+    return told.events

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from core.alarm_rules import ALARM_TYPE_NAMES, SEVERITY_NAMES
-from core.outbound import AlarmEvent, Name, Outbound, OutEvent, OutEventType, TicketEvent
+from core.outbound import AlarmEvent, Name, Outbound, OutEvent, OutEventType, RoundEvent, TicketEvent
 from core.procedures import Procedure
 from core.webhooks import Notice, NoticeKind, WebhookTarget
 from storage import deadlines
@@ -133,7 +133,7 @@ def tell(
     env: IncidentEnv,
     told: Told,
     site: str,
-    event: AlarmEvent | TicketEvent,
+    event: AlarmEvent | TicketEvent | RoundEvent,
     notice: Notice | None,
     now: datetime,
 ) -> None:

@@ -16,15 +16,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.outbound import Outbound
 from core.patrol_plans import PlanSpec, RouteSpec, cross_check
 from core.rounds import FINAL_STATES, close_due
 from storage import deadlines
 from storage.incident_notes import Told
-from storage.message_log import lock_rows
 from storage.models import Location, RoundHandover, Site, Staff
 from storage.models import Round as RoundRow
-from storage.round_events import round_event, tell_round
-from storage.rounds import GENERATE, ROUND_CLOSE, LoadedRound, load_rounds, round_subject, save, site_subject
+from storage.round_events import round_event
+from storage.rounds import GENERATE, ROUND_CLOSE, LoadedRound, lock_round, round_subject, save, site_subject
 
 
 class RoundActionError(ValueError):
@@ -41,16 +41,15 @@ class Actor:
 
 
 def _locked(session: Session, round_id: int, *more_guards: int) -> LoadedRound:
-    guard_id = session.scalar(select(RoundRow.guard_id).where(RoundRow.id == round_id))
-    if guard_id is None:
+    loaded = lock_round(session, round_id, *more_guards)
+    if loaded is None:
         raise LookupError(f"round {round_id} does not exist: GET /api/v1/rounds lists them")
-    lock_rows(session, Staff, sorted({guard_id, *more_guards}))
-    return load_rounds(session, [round_id], lock=True)[round_id]
+    return loaded
 
 
 def _tell(session: Session, told: Told, loaded: LoadedRound, change: str, now: datetime, by: Actor) -> None:
     site = session.scalar(select(Site.code).where(Site.id == loaded.row.site_id)) or ""
-    tell_round(told, site, round_event(session, loaded, change, now, actor=by.username))
+    told.events.append(Outbound(site, round_event(session, loaded, change, now, actor=by.username)))
 
 
 def hand_over(

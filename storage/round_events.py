@@ -9,13 +9,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.outbound import Name, Outbound, RoundEvent, RoundPointState
+from core.outbound import Name, RoundEvent, RoundPointState
 from core.rounds import next_point
 from core.webhooks import Notice
 from storage.db import held
-from storage.incident_notes import IncidentEnv, Told
 from storage.models import Location, Site, Staff
-from storage.outbox import enqueue
 from storage.rounds import LoadedRound
 
 
@@ -69,14 +67,8 @@ def _names(session: Session, ids: Sequence[int | None]) -> dict[int, Name]:
     return {i: Name(zh=zh, en=en) for i, zh, en in rows}
 
 
-def tell_round(told: Told, site_code: str, event: RoundEvent) -> None:
-    told.events.append(Outbound(site_code, event))
-
-
-def missed_notice(session: Session, env: IncidentEnv, event: RoundEvent, site: Site, now: datetime) -> None:
-    """The missed checkpoints of a round, for every webhook that wants `round_missed`."""
-    if not env.webhooks or not event.missed:
-        return
+def missed_notice(event: RoundEvent, site: Site, now: datetime) -> Notice:
+    """What webhooks are told of a round's missed checkpoints (`round_missed`)."""
     by_code = {p.checkpoint: p for p in event.points}
     places = [by_code[c].name or Name(zh=c, en=c) for c in event.missed if c in by_code]
     title = Name(
@@ -84,5 +76,4 @@ def missed_notice(session: Session, env: IncidentEnv, event: RoundEvent, site: S
         en=f"Missed checkpoint: {event.guard} on {event.route}: {', '.join(p.en for p in places)}",
     )
     lines = (Name(zh=f"完成率 {event.completion_pct:.0f}%", en=f"{event.completion_pct:.0f}% done"),)
-    notice = Notice(kind="round_missed", site=site.code, title=title, at=now, lines=lines, severity="warning")
-    enqueue(session, env.webhooks, notice, now)
+    return Notice(kind="round_missed", site=site.code, title=title, at=now, lines=lines, severity="warning")

@@ -24,6 +24,7 @@ from core.rounds import FINAL_STATES, Point, Round, completion_pct, lateness_s
 from storage import deadlines
 from storage.db import held, upsert_insert
 from storage.duty import roster_of
+from storage.message_log import lock_rows
 from storage.models import Building, Floor, Location, RoundPoint, Site, Staff
 from storage.models import Round as RoundRow
 
@@ -223,6 +224,16 @@ def load_rounds(session: Session, ids: Iterable[int], *, lock: bool) -> dict[int
     if not wanted:
         return {}
     return load_where(session, [RoundRow.id.in_(wanted)], lock=lock)
+
+
+def lock_round(session: Session, round_id: int, *more_guards: int) -> LoadedRound | None:
+    """One round, locked as the tap handler locks it: its guard's staff row (and `more_guards`', in id
+    order) first, then the round; None when there is no such round."""
+    guard_id = session.scalar(select(RoundRow.guard_id).where(RoundRow.id == round_id))
+    if guard_id is None:
+        return None
+    lock_rows(session, Staff, sorted({guard_id, *more_guards}))
+    return load_rounds(session, [round_id], lock=True).get(round_id)
 
 
 def load_where(

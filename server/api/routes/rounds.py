@@ -140,8 +140,11 @@ def get_round(session: SessionDep, at: Now, round_id: RoundId) -> RoundDetail:
 
 
 def _handovers(session: Session, round_id: int) -> list[HandoverPublic]:
-    codes = dict(session.execute(select(Staff.id, Staff.code)).all())
-    rows = session.scalars(select(RoundHandover).where(RoundHandover.round_id == round_id).order_by(RoundHandover.id))
+    rows = list(
+        session.scalars(select(RoundHandover).where(RoundHandover.round_id == round_id).order_by(RoundHandover.id))
+    )
+    ids = {h.from_guard_id for h in rows} | {h.to_guard_id for h in rows}
+    codes = dict(session.execute(select(Staff.id, Staff.code).where(Staff.id.in_(ids))).all()) if ids else {}
     return [
         HandoverPublic(
             from_guard=codes.get(h.from_guard_id, ""),
