@@ -55,7 +55,7 @@ from bench.api_load import PASSWORD, USER, ServeProcess  # noqa: E402
 from bench.gateway_process import GatewayProcess  # noqa: E402
 from bench.mqtt_load import Login, Publisher, connect, device_logins, login, new_client, paced, running_broker  # noqa: E402
 from bench.progress import log, work_dir  # noqa: E402
-from bench.report import database_kinds, fmt, machine_line, print_problems_of, print_table  # noqa: E402
+from bench.report import database_kinds, fmt, machine_line, print_log_issues, print_problems_of, print_table  # noqa: E402
 from bench.runs import percentile  # noqa: E402
 from core.contract import telemetry_topic  # noqa: E402
 from core.directory import READER_KINDS  # noqa: E402
@@ -451,9 +451,7 @@ def print_report(args: Any, results: list[AlarmResult]) -> None:
     print_table(rows, results, [r.name for r in results])
     print("\nreference target (not checked): publish → ticket committed p99 < 100 ms")
     print_problems_of(results)
-    for r in results:
-        for line, times in r.log_issues.most_common(5):
-            print(f"gateway log {r.name}: {times:,} × {line[:200]}")
+    print_log_issues(results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

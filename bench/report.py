@@ -95,13 +95,18 @@ def table_rows(taps: int, base: float) -> list[Row]:
     ]
 
 
+def print_log_issues(results: Iterable[Any], most: int = 5) -> None:
+    """The gateway log's commonest warnings and errors of each run (`r.log_issues`, a Counter)."""
+    for r in results:
+        for line, times in r.log_issues.most_common(most):
+            print(f"gateway log {r.name}: {times:,} × {line[:200]}")
+
+
 def print_problems(baseline: dict[str, Any], results: list[DbResult]) -> None:
     if "error" in baseline:
         print(f"PROBLEM baseline: {baseline['error']}")
     print_problems_of(results)
-    for r in results:
-        for line, times in r.log_issues.most_common(8):
-            print(f"gateway log {r.name}: {times:,} × {line[:200]}")
+    print_log_issues(results, most=8)
 
 
 def print_report(args: argparse.Namespace, baseline: dict[str, Any], results: list[DbResult]) -> None:

@@ -58,7 +58,7 @@ from bench.mqtt_load import (  # noqa: E402
     running_broker,
 )
 from bench.progress import log, work_dir  # noqa: E402
-from bench.report import database_kinds, fmt, machine_line, print_problems_of, print_table  # noqa: E402
+from bench.report import database_kinds, fmt, machine_line, print_log_issues, print_problems_of, print_table  # noqa: E402
 from bench.runs import percentile  # noqa: E402
 from core.contract import tap_topic  # noqa: E402
 from storage.models import Round as RoundRow  # noqa: E402
@@ -360,9 +360,7 @@ def print_report(args: Any, results: list[TapResult]) -> None:
     print_table(rows, results, [r.name for r in results])
     print("\nreference target (not checked): tap → verdict p99 < 50 ms")
     print_problems_of(results)
-    for r in results:
-        for line, times in r.log_issues.most_common(5):
-            print(f"gateway log {r.name}: {times:,} × {line[:200]}")
+    print_log_issues(results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
