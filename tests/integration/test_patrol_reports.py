@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from core.clock import FakeClock
 from server.auth import Role
@@ -149,6 +150,31 @@ class Reports:
         return r
 
 
+def _signin(
+    s: Session,
+    site_id: int,
+    device_id: int,
+    guard_id: int,
+    location_id: int | None,
+    msg_id: str,
+    at: datetime,
+    ok: bool = True,
+) -> None:
+    """A tap's log row and its sign-in, as the gateway stores them."""
+    msg = InboundMessage(
+        site_id=site_id, device_id=device_id, msg_id=msg_id, kind="tap", device_ts=at, received_at=at, payload="{}"
+    )
+    s.add(msg)
+    s.flush()
+    reason = None if ok else "outside_window"
+    s.add(
+        SignIn(
+            message_id=msg.id, site_id=site_id, device_id=device_id, guard_id=guard_id, location_id=location_id,
+            tag_uid="04A1B2C3", tapped_at=at, received_at=at, ok=ok, reason=reason,
+        )
+    )  # fmt: skip
+
+
 def _write_week(engine: Engine) -> None:
     with transaction(session_factory(engine)) as s:
         load_site(s, parse_site_text(SITE_FILE))
@@ -158,31 +184,7 @@ def _write_week(engine: Engine) -> None:
         staff = {c: i for c, i in s.execute(select(Staff.code, Staff.id).where(Staff.site_id == site.id))}
         device = s.scalars(select(Device.id).where(Device.site_id == site.id)).one()
         for n, (code, guard, at, ok) in enumerate(TAPS):
-            msg = InboundMessage(
-                site_id=site.id,
-                device_id=device,
-                msg_id=f"t-{n}",
-                kind="tap",
-                device_ts=at,
-                received_at=at,
-                payload="{}",
-            )
-            s.add(msg)
-            s.flush()
-            s.add(
-                SignIn(
-                    message_id=msg.id,
-                    site_id=site.id,
-                    device_id=device,
-                    guard_id=staff[guard],
-                    location_id=loc[code] if code else None,
-                    tag_uid="04A1B2C3",
-                    tapped_at=at,
-                    received_at=at,
-                    ok=ok,
-                    reason=None if ok else "outside_window",
-                )
-            )
+            _signin(s, site.id, device, staff[guard], loc[code] if code else None, f"t-{n}", at, ok)
         for route, area, guard, start, state, points in ROUNDS:
             rnd = Round(
                 site_id=site.id,
@@ -397,32 +399,8 @@ def test_an_area_fully_patrolled_is_covered(reports: Reports, engine: Engine) ->
         device = s.scalars(select(Device.id).where(Device.site_id == site_id)).one()
         guard = s.scalars(select(Staff.id).where(Staff.site_id == site_id, Staff.code == "G2")).one()
         for n, code in enumerate(("T2-F2", "T2-ELEV")):
-            at = local(7, 15 + n)
-            msg = InboundMessage(
-                site_id=site_id,
-                device_id=device,
-                msg_id=f"x-{n}",
-                kind="tap",
-                device_ts=at,
-                received_at=at,
-                payload="{}",
-            )
-            s.add(msg)
-            s.flush()
             location = s.scalars(select(Location.id).where(Location.site_id == site_id, Location.code == code)).one()
-            s.add(
-                SignIn(
-                    message_id=msg.id,
-                    site_id=site_id,
-                    device_id=device,
-                    guard_id=guard,
-                    location_id=location,
-                    tag_uid="04A1B2C3",
-                    tapped_at=at,
-                    received_at=at,
-                    ok=True,
-                )
-            )
+            _signin(s, site_id, device, guard, location, f"x-{n}", local(7, 15 + n))
     areas = {a["area"]: a for a in reports.get(COVERAGE, week=date(2026, 3, 2).isoformat()).json()["areas"]}
     assert areas["B"]["covered"] is True and areas["B"]["gaps"] == []
     assert areas["B"]["summary"]["en"] == "all patrolled on 2+ days" and areas["A"]["covered"] is False
