@@ -9,7 +9,7 @@ and a tap of the same guard never deadlock and a tap never sees half an action.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +80,7 @@ def hand_over(
         )
     )
     loaded.row.guard_id = target.id
+    loaded.value = replace(loaded.value, guard=target.code)
     session.flush()
     _tell(session, told, loaded, "handed_over", now, by)
 

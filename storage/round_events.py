@@ -3,7 +3,7 @@ the control room's webhooks (issue 8 item 6)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from core.outbound import Name, RoundEvent, RoundPointState
 from core.rounds import next_point
 from core.webhooks import Notice
-from storage.db import held
-from storage.models import Location, Site, Staff
+from storage.models import Location, Site
 from storage.rounds import LoadedRound
 
 
@@ -25,17 +24,19 @@ def round_event(
     *,
     missed: Sequence[str] = (),
     actor: str = "system",
+    names: Mapping[int, Name] | None = None,
 ) -> RoundEvent:
+    """The round as it now is; `names` ({location id: name}, e.g. the directory's) spares the query
+    for the checkpoints' names on the tap path."""
     row, value = loaded.row, loaded.value
-    names = _names(session, [p.location_id for p in loaded.points])
-    guard = held(session, Staff, row.guard_id)
+    names = _names(session, [p.location_id for p in loaded.points]) if names is None else names
     return RoundEvent(
         change=change,
         id=row.id,
         plan=row.plan,
         route=row.route,
         area=row.area,
-        guard=guard.code if guard else "",
+        guard=value.guard,
         state=row.state,
         starts_at=row.starts_at,
         ends_at=row.ends_at,

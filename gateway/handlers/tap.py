@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.contract import RejectReason, TapPayload
 from core.escalation import duty_check
 from core.ingest import first_of_each
-from core.outbound import Outbound, SignInBatch, SignInEvent
+from core.outbound import Name, Outbound, SignInBatch, SignInEvent
 from core.taps import TapDecision, decide_tap
 from gateway.effects import Effects, Reply
 from gateway.handlers.base import Context, Logged, key, log_new
@@ -85,7 +85,11 @@ def _judge_rounds(
         judged = judge_round_taps(session, taps, decisions, duty, ctx.now)
         decisions.update(judged.decisions)
         site_code = next(m.device.site_code for m in new if m.device.site_id == site_id)
-        effects.events += [Outbound(site_code, round_event(session, r, "progress", ctx.now)) for r in judged.changed]
+        places = {p.location_id for r in judged.changed for p in r.points if p.location_id is not None}
+        names = {i: Name(zh=n.name_zh, en=n.name_en) for i in places if (n := ctx.directory.locations.get(i))}
+        effects.events += [
+            Outbound(site_code, round_event(session, r, "progress", ctx.now, names=names)) for r in judged.changed
+        ]
 
 
 def _decision(decisions: dict[MessageKey, TapDecision], msg: Accepted) -> TapDecision:
