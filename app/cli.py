@@ -17,6 +17,8 @@ from server.auth import Role
 
 log = logging.getLogger("patrol")
 DEMO_SITE = Path(__file__).parent / "demo" / "liyuan.yaml"
+#: who `patrol demo` lets in (one fresh password for all): an admin, and guard G001 for the phone page
+DEMO_USERS = (("demo", Role.ADMIN, "Demo admin 演示管理员"), ("G001", Role.GUARD, "张伟 Zhang Wei"))
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -163,17 +165,21 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     password = secrets.token_urlsafe(9)  # fresh each start: no password is written in the repo
     with transaction(session_factory(engine)) as session:
         print(load_site(session, parse_site_file(DEMO_SITE)).describe())
-        if session.query(User).filter_by(username="demo").first() is None:
-            create_user(session, "demo", password, Role.ADMIN, "Demo admin 演示管理员", datetime.now(UTC))
-        else:
-            set_password(session, "demo", password)
+        for username, role, name in DEMO_USERS:
+            if session.query(User).filter_by(username=username).first() is None:
+                create_user(session, username, password, role, name, datetime.now(UTC))
+            else:
+                set_password(session, username, password)
     engine.dispose()
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(
+        f"\n  Dashboard  {base}/   (control room 监控中心)"
+        f"\n  Guard page {base}/ui/guard.html   (on a phone: the guard's round and tickets 巡逻岗)"
         f"\n  API        {base}/docs\n  Sign-ins   {base}/api/v1/signins"
         f"\n  Live feed  ws://{settings.api_host}:{settings.api_port}/api/v1/live (token in the first message)"
         f"\n  Demo login user 'demo', password '{password}'"
-        "\n             an admin: may do everything; for a first look only (real users: patrol user add)\n",
+        "\n             an admin: may do everything; for a first look only (real users: patrol user add)"
+        f"\n  Guard login user 'G001' (张伟, the guard's staff code), same password\n",
         flush=True,
     )
     from devices.findings_reporter import ApiLogin

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         default=1000, ge=0, le=5000, description="a refused login (401/429) is answered this much later"
     )
     telemetry_retention_days: int = Field(default=30, ge=1, description="raw readings kept in SQL this long")
+    ui_dir: Path | None = Field(
+        default=None,
+        description="the web UI's files (dashboards/web); by default the ones beside the source tree",
+    )
     procedures_dir: Path | None = Field(
         default=None,
         description="a directory of the company's own procedure files (one YAML per incident type, all of them),"

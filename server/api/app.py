@@ -38,6 +38,7 @@ from server.api.routes import (
     tickets,
 )
 from server.api.strict_params import STRICT_PARAMS
+from server.api.ui import mount_ui, ui_dir
 from server.live import FeedSource, LiveHub
 from storage.db import session_factory
 from storage.incident_notes import IncidentEnv
@@ -111,6 +112,7 @@ def create_app(
         app.include_router(router)
     app.add_exception_handler(405, method_not_allowed(routers))
     mount_docs(app)
+    mount_ui(app, ui_dir(settings.ui_dir))
     openapi_errors.install(app, routers)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost, so a 413 carries the headers too

@@ -25,7 +25,7 @@ UPLOAD_PATHS = frozenset({"/api/v1/findings"})
 #: but set inline styles and show data: images (ReDoc searches in a blob: worker); the rest is
 #: same-origin. No page may frame ours.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; font-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )

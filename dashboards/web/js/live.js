@@ -1,0 +1,61 @@
+// The live feed (WS /api/v1/live): the token goes in the first message, never in the URL.
+// Every (re)connection is followed by a resync from the REST API (onHello), so an event missed while
+// the connection was down is never missing from the screen: the lists are read again and the events
+// that arrived meanwhile are applied on top. Reconnects back off from 0.5 s to 10 s.
+
+import { dropSession, session, waitForLogin } from './api.js';
+
+const EXPIRED = 4401;
+const REVOKED = 4403;
+
+export class LiveFeed {
+  constructor({ site, onEvent, onHello, onState }) {
+    Object.assign(this, { site, onEvent, onHello, onState });
+    this.delay = 500;
+    this.stopped = false;
+    this.ws = null;
+  }
+
+  start() { this.connect(); }
+
+  stop() { this.stopped = true; this.ws?.close(1000); }
+
+  state(name, detail = '') { this.onState?.(name, detail); }
+
+  connect() {
+    if (this.stopped) return;
+    const s = session();
+    if (!s) { waitForLogin().then(() => this.connect()); return; }
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/api/v1/live?site=${encodeURIComponent(this.site)}`);
+    this.ws = ws;
+    this.state('connecting');
+    ws.onopen = () => ws.send(JSON.stringify({ token: s.token }));
+    ws.onmessage = (m) => {
+      let event;
+      try { event = JSON.parse(m.data); } catch { return; }
+      if (event.type === 'hello') {
+        this.delay = 500;
+        this.state('open');
+        this.onHello?.();
+        return;
+      }
+      this.onEvent(event);
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws || this.stopped) return;
+      if (e.code === EXPIRED || e.code === REVOKED) {
+        // expired, revoked (a logout elsewhere, a new password) or a role that may not watch:
+        // log in again (perhaps as someone else), then reconnect and resync
+        this.state(e.code === REVOKED ? 'forbidden' : 'closed', e.reason);
+        dropSession();
+        waitForLogin().then(() => this.connect());
+        return;
+      }
+      this.state('closed');
+      const wait = this.delay;
+      this.delay = Math.min(this.delay * 2, 10000);
+      setTimeout(() => this.connect(), wait);
+    };
+  }
+}
