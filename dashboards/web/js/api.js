@@ -66,7 +66,8 @@ export async function logout() {
 }
 
 /** GET/POST under /api/v1. `json` is sent as JSON, `form` (FormData) as multipart. */
-export async function api(path, { method = 'GET', json, form } = {}) {
+export async function api(path, { method, json, form } = {}) {
+  method = method || (json !== undefined || form !== undefined ? 'POST' : 'GET');
   for (;;) {
     let s = session();
     if (expired(s)) s = await waitForLogin();

@@ -26,15 +26,21 @@ export function duration(seconds) {
 
 export function since(iso) { return iso ? duration((Date.now() - Date.parse(iso)) / 1000) : ''; }
 
-export function clock(iso) {
+let zone; // the site's time zone: a control room abroad or a browser set to UTC still shows site time
+
+/** Times are shown in the site's own time zone (SitePublic.timezone). */
+export function setZone(tz) { zone = tz || undefined; }
+
+export function clock(iso, seconds = true) {
   if (!iso) return '';
-  const d = new Date(iso);
-  return d.toLocaleTimeString(lang() === 'en' ? 'en-GB' : 'zh-CN', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return new Date(iso).toLocaleTimeString(lang() === 'en' ? 'en-GB' : 'zh-CN', {
+    hour: '2-digit', minute: '2-digit', ...(seconds && { second: '2-digit' }), timeZone: zone, hour12: false,
+  });
 }
 
 export function dateTime(iso) {
   if (!iso) return '';
-  return new Date(iso).toLocaleString(lang() === 'en' ? 'en-GB' : 'zh-CN', { hour12: false });
+  return new Date(iso).toLocaleString(lang() === 'en' ? 'en-GB' : 'zh-CN', { hour12: false, timeZone: zone });
 }
 
 /** A deadline: time left, or how long overdue (red). */

@@ -4,7 +4,7 @@
 import { html, render, useEffect, useMemo, useState } from '../vendor/htm-preact.module.js';
 import { beep, installUnlock, soundOn, unlockSound } from './alert.js';
 import { api, logout, session, watchExpiry } from './api.js';
-import { clock, LangSwitch, Login, useLoginNeeded } from './common.js';
+import { clock, LangSwitch, Login, setZone, useLoginNeeded } from './common.js';
 import { code, nm, onLang, t } from './i18n.js';
 import { LiveFeed } from './live.js';
 import { SiteStore } from './store.js';
@@ -48,7 +48,7 @@ function CriticalBanner({ items, onDismiss }) {
   if (!items.length) return null;
   return html`<div class="critical-banner" role="alert" data-testid="critical-banner">
     <strong>${t('critical_new')}</strong>
-    <ul>${items.map((a) => html`<li key=${a.id}><a href="#/alarms">${code(a.alarm_type)} · ${nm(a.device_name || a.location_name)} ${nm(a.location_name)} · ${clock(a.opened_at)}</a></li>`)}</ul>
+    <ul>${items.map((a) => html`<li key=${a.id}><a href="#/alarms">${code(a.alarm_type)} · ${nm(a.location_name) || a.device} · ${clock(a.opened_at)}</a></li>`)}</ul>
     <button type="button" onClick=${onDismiss}>${t('dismiss')}</button>
   </div>`;
 }
@@ -94,6 +94,7 @@ function Shell() {
   const View = VIEWS[route[0]] || Overview;
   const role = session()?.role;
   const pick = (code) => { localStorage.setItem(SITE_KEY, code); setSite(code); };
+  setZone(sites.find((x) => x.code === site)?.timezone);
   return html`<div class=${critical.length ? 'app flash' : 'app'}>
     <${Header} route=${route} live=${live} sound=${sound} setSound=${setSound} sites=${sites} site=${site} setSite=${pick} />
     <${CriticalBanner} items=${critical} onDismiss=${() => setCritical([])} />

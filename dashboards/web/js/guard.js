@@ -6,7 +6,7 @@
 
 import { html, render, useEffect, useState } from '../vendor/htm-preact.module.js';
 import { all, api, logout, session, watchExpiry } from './api.js';
-import { clock, Countdown, LangSwitch, Login, Severity, useLoginNeeded, useTick } from './common.js';
+import { clock, Countdown, LangSwitch, Login, setZone, Severity, useLoginNeeded, useTick } from './common.js';
 import { nm, onLang, t } from './i18n.js';
 import { Steps } from './steps.js';
 
@@ -17,7 +17,8 @@ function me() { return (session()?.username || '').toUpperCase(); }
 function currentRound(rounds) {
   const going = rounds.filter((r) => r.state === 'in_progress');
   if (going.length) return going[0];
-  const next = rounds.filter((r) => r.state === 'scheduled').sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
+  const now = Date.now();
+  const next = rounds.filter((r) => r.state === 'scheduled' && Date.parse(r.ends_at) > now).sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
   return next[0] || null;
 }
 
@@ -38,14 +39,14 @@ function MyRound({ round, checkpoints }) {
   const next = round.points.find((p) => p.checkpoint === round.next_checkpoint);
   return html`<section class="card" aria-labelledby="round-title" data-testid="my-round" data-round-id=${round.id}>
     <h2 id="round-title">${t('my_round')} · ${round.route}</h2>
-    <p class="muted">${clock(round.starts_at)}–${clock(round.ends_at)} · ${t(round.state)} · ${Math.round(round.completion_pct)}%</p>
+    <p class="muted">${clock(round.starts_at, false)}–${clock(round.ends_at, false)} · ${t(round.state)} · ${Math.round(round.completion_pct)}%</p>
     ${next && html`<div class="next" data-testid="next-checkpoint">
       <p class="label">${t('next_point')}</p>
       <p class="next-name">${nm(next.name) || nm(checkpoints.get(next.checkpoint)?.name) || next.checkpoint}</p>
-      <p>${t('due')} ${clock(next.due_at)} · <${Countdown} at=${next.closes_at || next.due_at} /></p>
+      <p>${t('due')} ${clock(next.due_at, false)} · <${Countdown} at=${next.closes_at || next.due_at} /></p>
     </div>`}
     <ol class="points">${round.points.map((p) => html`<li class=${`pt pt-${p.result}`}>
-      <span>${nm(p.name) || p.checkpoint}</span><span>${p.signed_at ? `✓ ${clock(p.signed_at)}` : t(p.result)}</span></li>`)}</ol>
+      <span>${nm(p.name) || p.checkpoint}</span><span>${p.signed_at ? `✓ ${clock(p.signed_at, false)}` : t(p.result)}</span></li>`)}</ol>
   </section>`;
 }
 
@@ -89,7 +90,7 @@ function Finding({ site, round, checkpoints, categories }) {
       </select>
       <label for="f-note">${t('note')}</label>
       <textarea id="f-note" name="note" rows="3" required maxlength="1000"></textarea>
-      <label for="f-photo" class="photo-button">📷 ${t('take_photo')}</label>
+      <label for="f-photo" class="photo-button">${t('take_photo')}</label>
       <input id="f-photo" name="photos" type="file" accept="image/*" capture="environment" class="visually-hidden-file"
         onChange=${(e) => setPreview(e.target.files[0] ? URL.createObjectURL(e.target.files[0]) : null)} />
       ${preview && html`<img class="preview" src=${preview} alt=${t('photo')} />`}
@@ -121,6 +122,7 @@ function Page() {
   const [categories, setCategories] = useState([]);
   const [error, setError] = useState('');
   const site = sites[0]?.code;
+  setZone(sites[0]?.timezone);
   const refresh = () => site && loadAll(site).then((d) => { setData(d); setError(''); }).catch((e) => setError(e.message));
   useEffect(() => { api('/sites').then(setSites).catch((e) => setError(e.message)); api('/findings/categories').then(setCategories).catch(() => {}); }, []);
   useEffect(() => {
@@ -133,7 +135,7 @@ function Page() {
   const s = session();
   return html`<div class="guard-app">
     <header class="top guard-top">
-      <h1>${t('guard_title')} · ${s?.user?.display_name || s?.username}</h1>
+      <h1>${t('guard_title')}<span class="who">${s?.username}</span></h1>
       <button type="button" class="ghost" onClick=${refresh} data-testid="refresh">${t('refresh')}</button>
       <${LangSwitch} />
       <button type="button" class="ghost" onClick=${logout}>${t('logout')}</button>

@@ -82,30 +82,41 @@ export class SiteStore {
     } finally {
       const held = this.held;
       this.held = null;
-      held.forEach((e) => this.apply(e, false));
+      held.forEach((e) => this.apply(e));
       this.changed();
     }
   }
 
   /** A live event: applied now, or held while a resync reads the lists. */
-  apply(event, live = true) {
+  apply(event) {
     if (event.site && event.site !== this.site) return;
     if (this.held) { this.held.push(event); return; }
     const handler = {
-      alarm: () => this.alarm(event, live), ticket: () => this.ticket(event), round: () => this.round(event),
+      alarm: () => this.alarm(event), ticket: () => this.ticket(event), round: () => this.round(event),
       signin: () => this.seen(event), device_status: () => this.device(event),
     }[event.type];
     if (handler) { handler(); this.changed(); }
   }
 
-  alarm(e, live) {
-    const known = this.alarms.get(e.id) || {};
+  alarm(e) {
+    const known = this.alarms.get(e.id);
+    if (!known) this.refreshAlarm(e.id); // an event carries no names (device, floor): read them once
     const { type, change, at, quiet, location, ...fields } = e;
-    const alarm = { ...known, ...fields, location_name: location ?? known.location_name };
+    const alarm = { ...known, ...fields, location_name: location ?? known?.location_name };
     if (!alarm.active && alarm.acknowledged) this.alarms.delete(e.id);
     else this.alarms.set(e.id, alarm);
     const louder = change === 'raised' || change === 'rose';
-    if (live && louder && e.severity === 'critical' && !quiet) this.criticalListeners.forEach((fn) => fn(alarm));
+    if (louder && e.severity === 'critical' && !quiet) this.criticalListeners.forEach((fn) => fn(alarm));
+  }
+
+  async refreshAlarm(id) {
+    try {
+      const a = await api(`/alarms/${id}`);
+      const known = this.alarms.get(id);
+      // only the names: the state may have moved on since (a later event is newer than this read)
+      if (known) this.alarms.set(id, { ...known, device_name: a.device_name, floor_label: a.floor_label, location_name: a.location_name, snoozed_until: a.snoozed_until });
+      this.changed();
+    } catch { /* a resync reads it anyway */ }
   }
 
   ticket(e) {

@@ -36,7 +36,7 @@ function rollUp(store) {
 function Tile({ x, onOpen }) {
   const level = x.critical ? 'critical' : x.alarms || x.overdue ? 'warning' : x.roundsBad ? 'attention' : 'ok';
   return html`<li><button type="button" class=${`tile tile-${level}`} data-testid="building-tile" data-building=${x.code}
-    onClick=${() => onOpen(x.code)} aria-label=${`${nm(x.name) || x.code}: ${t('active_alarms')} ${x.alarms}`}>
+    onClick=${() => onOpen(x.code)}>
     <span class="tile-name">${nm(x.name) || x.code}</span>
     <span class="tile-stat"><b>${x.alarms}</b> ${t('active_alarms')}${x.critical ? html` · <b class="crit">${x.critical}</b> ${t('critical')}` : ''}</span>
     <span class="tile-stat"><b>${x.overdue}</b>/${x.tickets} ${t('overdue_tickets')}</span>

@@ -44,20 +44,32 @@ function Row({ r, store, role, open }) {
   </tr>`;
 }
 
+const HOUR = 3600 * 1000;
+
+/** What the board shows by default: rounds under way or with an open alert, those ended in the last
+ * two hours and those starting within the next hour (a day's plan has hundreds). */
+function current(r, now) {
+  if (r.alert_open || r.state === 'in_progress') return true;
+  if (r.state === 'scheduled') return Date.parse(r.starts_at) - now < HOUR;
+  return now - Date.parse(r.ends_at) < 2 * HOUR;
+}
+
 export function Patrol({ store, role }) {
   const [closing, open] = useState(null);
+  const [everything, setEverything] = useState(false);
   const now = Date.now();
   const rank = (r) => (r.state === 'in_progress' ? 0 : r.state === 'scheduled' ? 2 : 1);
   // alerts first, then the rounds under way, the ones just ended, and the next to start
-  const rounds = [...store.rounds.values()].sort((a, b) => (b.alert_open - a.alert_open) || (rank(a) - rank(b))
+  const rounds = [...store.rounds.values()].filter((r) => everything || current(r, now)).sort((a, b) => (b.alert_open - a.alert_open) || (rank(a) - rank(b))
     || (Math.abs(Date.parse(a.starts_at) - now) - Math.abs(Date.parse(b.starts_at) - now)));
   const counts = { on_time: 0, late: 0, missed: 0, in_progress: 0, scheduled: 0 };
-  rounds.forEach((r) => { const v = verdict(r); counts[v] = (counts[v] || 0) + 1; });
+  store.rounds.forEach((r) => { const v = verdict(r); counts[v] = (counts[v] || 0) + 1; });
   return html`<section aria-labelledby="patrol-title">
     <h2 id="patrol-title">${t('nav_patrol')}</h2>
     <ul class="counts">${Object.entries(counts).map(([k, n]) => html`<li class=${`v-${k}`} data-testid=${`rounds-${k}`}><b>${n}</b> ${t(k)}</li>`)}</ul>
+    <label class="check"><input type="checkbox" checked=${everything} onChange=${(e) => setEverything(e.target.checked)} /> ${t('all_rounds_today')}</label>
     ${rounds.length === 0 ? html`<p class="muted">${t('no_items')}</p>` : html`<table class="grid">
-      <thead><tr><th scope="col">${t('guard')}</th><th scope="col">${t('route')}</th><th scope="col">${t('since')}</th>
+      <thead><tr><th scope="col">${t('guard')}</th><th scope="col">${t('route')}</th><th scope="col">${t('window')}</th>
         <th scope="col">${t('state')}</th><th scope="col">${t('completion')}</th><th scope="col">${t('next_checkpoint')}</th>
         <th scope="col">${t('last_seen')}</th><th scope="col">${t('alert')}</th></tr></thead>
       <tbody>${rounds.slice(0, 300).map((r) => html`<${Row} key=${r.id} r=${r} store=${store} role=${role} open=${open} />`)}</tbody>

@@ -11,7 +11,10 @@ import { nextDeadline, overdue } from '../store.js';
 const CAN_WORK = ['control_room', 'supervisor', 'admin'];
 
 function List({ store }) {
-  const rows = [...store.tickets.values()].sort((a, b) => (overdue(b) - overdue(a)) || (Date.parse(b.opened_at) - Date.parse(a.opened_at)));
+  const rank = { critical: 0, major: 1, warning: 2, minor: 3, info: 4 };
+  // overdue first, then the most severe, then the newest
+  const rows = [...store.tickets.values()].sort((a, b) => (overdue(b) - overdue(a)) || ((rank[a.severity] ?? 5) - (rank[b.severity] ?? 5))
+    || (Date.parse(b.opened_at) - Date.parse(a.opened_at)));
   if (!rows.length) return html`<p class="muted">${t('no_items')}</p>`;
   return html`<table class="grid">
     <thead><tr><th scope="col">#</th><th scope="col">${t('severity')}</th><th scope="col">${t('title')}</th>
@@ -57,7 +60,7 @@ function Detail({ store, id, role }) {
     <h3>${t('steps')}</h3>
     <${Steps} ticket=${ticket} canWork=${CAN_WORK.includes(role)} onDone=${update} />
     <h3>${t('events')}</h3>
-    <ol class="events">${(ticket.events || []).map((e) => html`<li>${dateTime(e.at)} · ${e.actor} · ${e.kind}</li>`)}</ol>
+    <ol class="events">${(ticket.events || []).map((e) => html`<li>${dateTime(e.at)} · ${e.actor} · ${code(`ev_${e.kind}`) === `ev_${e.kind}` ? e.kind : code(`ev_${e.kind}`)}${e.detail?.step ? ` (${e.detail.step})` : ''}</li>`)}</ol>
   </article>`;
 }
 
