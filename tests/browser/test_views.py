@@ -3,6 +3,7 @@ guard's page at phone size) and axe-core's accessibility check with no serious o
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from playwright.sync_api import Page, expect
@@ -88,4 +89,27 @@ def test_the_guards_phone_page_has_a_screenshot_and_no_serious_accessibility_vio
     expect(card.locator("[data-testid=step]").first).to_be_visible()
     _clean(phone, "guard")
     shoot(phone, "guard")
+    assert console_errors(phone) == []
+
+
+def test_a_guard_reports_a_finding_with_a_photo_from_the_phone(stack: Stack, phone: Page) -> None:
+    """P1 §2.6: a facility fault found on the round, reported from the phone with a photo from its camera
+    (the file input asks for the camera), opens an engineering ticket; the photo is kept byte for byte."""
+    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + os.urandom(4096)
+    log_in(phone, "G001", "/ui/guard.html")
+    form = phone.get_by_test_id("finding-form")
+    expect(form.locator("#f-photo")).to_have_attribute("capture", "environment")
+    form.locator("#f-location").select_option("B1-F01-LOBBY")
+    form.locator("#f-category").select_option("facility")
+    form.locator("#f-note").fill("大堂吊灯不亮 lobby light out")
+    form.locator("#f-photo").set_input_files({"name": "lobby.jpg", "mimeType": "image/jpeg", "buffer": photo})
+    expect(form.locator("img.preview")).to_be_visible()
+    form.locator("button[type=submit]").click()
+    expect(phone.get_by_test_id("finding-sent")).to_be_visible()
+    with stack.client("zhao") as api:
+        [finding] = api.get("/api/v1/findings").json()["items"]
+        assert (finding["category"], finding["reported_by"], len(finding["photos"])) == ("facility", "G001", 1)
+        assert api.get(f"/api/v1/findings/{finding['id']}/photos/1").content == photo
+        ticket = api.get(f"/api/v1/tickets/{finding['ticket_id']}").json()
+    assert ticket["departments"] == ["engineering"]
     assert console_errors(phone) == []

@@ -67,6 +67,7 @@ function Finding({ site, round, checkpoints, categories }) {
       const r = await api('/findings', { method: 'POST', form });
       setSent(r);
       e.target.reset();
+      pick(null);
       setPreview(null);
     } catch (err) {
       setError(`${t('error')}: ${err.message}`);
@@ -74,12 +75,13 @@ function Finding({ site, round, checkpoints, categories }) {
       setBusy(false);
     }
   }
-  const defaultLocation = round?.next_checkpoint || '';
+  const [picked, pick] = useState(null); // until the guard picks, the round's next checkpoint
+  const location = picked ?? (round?.next_checkpoint || '');
   return html`<section class="card" aria-labelledby="finding-title">
     <h2 id="finding-title">${t('report_finding')}</h2>
     <form onSubmit=${submit} data-testid="finding-form">
       <label for="f-location">${t('location')}</label>
-      <select id="f-location" name="location" required value=${defaultLocation}>
+      <select id="f-location" name="location" required value=${location} onChange=${(e) => pick(e.target.value)}>
         <option value="">${t('select')}</option>
         ${[...checkpoints.values()].map((c) => html`<option value=${c.code}>${nm(c.name)}</option>`)}
       </select>
