@@ -20,7 +20,12 @@ const SITE_KEY = 'patrol.site';
 function useRoute() {
   const parse = () => (location.hash.replace(/^#\/?/, '') || 'overview').split('/');
   const [route, setRoute] = useState(parse());
-  useEffect(() => { const f = () => setRoute(parse()); window.addEventListener('hashchange', f); return () => window.removeEventListener('hashchange', f); }, []);
+  useEffect(() => {
+    const f = () => setRoute(parse());
+    window.addEventListener('hashchange', f);
+    f(); // the hash may have changed between the first render and this listener
+    return () => window.removeEventListener('hashchange', f);
+  }, []);
   return route;
 }
 
@@ -44,9 +49,9 @@ function useStore(site) {
   return [store, live];
 }
 
-function CriticalBanner({ items, onDismiss }) {
+function CriticalBanner({ items, beeped, onDismiss }) {
   if (!items.length) return null;
-  return html`<div class="critical-banner" role="alert" data-testid="critical-banner">
+  return html`<div class="critical-banner" role="alert" data-testid="critical-banner" data-beeped=${String(beeped)}>
     <strong>${t('critical_new')}</strong>
     <ul>${items.map((a) => html`<li key=${a.id}><a href="#/alarms">${code(a.alarm_type)} · ${nm(a.location_name) || a.device} · ${clock(a.opened_at)}</a></li>`)}</ul>
     <button type="button" onClick=${onDismiss}>${t('dismiss')}</button>
@@ -78,6 +83,7 @@ function Shell() {
   const [site, setSite] = useState(null);
   const [sound, setSound] = useState(soundOn());
   const [critical, setCritical] = useState([]);
+  const [beeped, setBeeped] = useState(false);
   useEffect(() => {
     installUnlock(setSound);
     api('/sites').then((list) => {
@@ -89,7 +95,9 @@ function Shell() {
   const [store, live] = useStore(site);
   useEffect(() => store?.onCritical((a) => {
     setCritical((xs) => [a, ...xs.filter((x) => x.id !== a.id)].slice(0, 5));
-    setSound(beep() || soundOn());
+    const played = beep();
+    setBeeped(played);
+    setSound(played || soundOn());
   }), [store]);
   const View = VIEWS[route[0]] || Overview;
   const role = session()?.role;
@@ -97,7 +105,7 @@ function Shell() {
   setZone(sites.find((x) => x.code === site)?.timezone);
   return html`<div class=${critical.length ? 'app flash' : 'app'}>
     <${Header} route=${route} live=${live} sound=${sound} setSound=${setSound} sites=${sites} site=${site} setSite=${pick} />
-    <${CriticalBanner} items=${critical} onDismiss=${() => setCritical([])} />
+    <${CriticalBanner} items=${critical} beeped=${beeped} onDismiss=${() => setCritical([])} />
     <main id="main" tabindex="-1">
       ${store?.error && html`<p class="error" role="alert">${t('error')}: ${store.error.message}</p>`}
       ${store ? html`<${View} store=${store} route=${route} role=${role} go=${(h) => { location.hash = h; }} />` : html`<p class="muted">…</p>`}

@@ -3,10 +3,11 @@
 // the connection was down is never missing from the screen: the lists are read again and the events
 // that arrived meanwhile are applied on top. Reconnects back off from 0.5 s to 10 s.
 
-import { dropSession, session, waitForLogin } from './api.js';
+import { api, dropSession, session, waitForLogin } from './api.js';
 
 const EXPIRED = 4401;
 const REVOKED = 4403;
+export const WATCHERS = ['control_room', 'supervisor', 'manager', 'admin']; // roles the live feed serves
 
 export class LiveFeed {
   constructor({ site, onEvent, onHello, onState }) {
@@ -26,6 +27,7 @@ export class LiveFeed {
     if (this.stopped) return;
     const s = session();
     if (!s) { waitForLogin().then(() => this.connect()); return; }
+    if (!WATCHERS.includes(s.role)) { this.state('forbidden'); return; }
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${scheme}://${location.host}/api/v1/live?site=${encodeURIComponent(this.site)}`);
     this.ws = ws;
@@ -44,12 +46,17 @@ export class LiveFeed {
     };
     ws.onclose = (e) => {
       if (this.ws !== ws || this.stopped) return;
-      if (e.code === EXPIRED || e.code === REVOKED) {
-        // expired, revoked (a logout elsewhere, a new password) or a role that may not watch:
-        // log in again (perhaps as someone else), then reconnect and resync
-        this.state(e.code === REVOKED ? 'forbidden' : 'closed', e.reason);
+      if (e.code === EXPIRED) { // log in again, then reconnect (and resync)
+        this.state('closed', e.reason);
         dropSession();
         waitForLogin().then(() => this.connect());
+        return;
+      }
+      if (e.code === REVOKED) {
+        // revoked (a logout elsewhere, a new password: /auth/me answers 401 and the login opens) or a
+        // role that may not watch (an engineer: the lists stay, without live updates)
+        this.state('forbidden', e.reason);
+        api('/auth/me').then((me) => { if (WATCHERS.includes(me.role)) this.connect(); }).catch(() => {});
         return;
       }
       this.state('closed');
