@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login bench-alarms bench-taps clean
+.PHONY: screenshots run test lint typecheck pytest schemathesis bench bench-deadlines bench-flood bench-login bench-alarms bench-taps bench-live clean
 
 # Says what it does: the first install is quiet pip work of about a minute.
 $(STAMP): pyproject.toml
@@ -42,6 +42,11 @@ pytest: $(STAMP)
 schemathesis: $(STAMP)
 	$(BIN)/python -m pytest -q --no-cov tests/integration/test_schemathesis.py $(PYTEST_ARGS)
 
+# The README's screenshots (docs/screenshots/): the browser tests that take them, writing there
+# instead of var/screenshots/. Needs Debian's chromium and fonts-noto-cjk (.ci/run installs them).
+screenshots: $(STAMP)
+	PATROL_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q --no-cov tests/browser/test_views.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 
@@ -59,6 +64,9 @@ bench-alarms: $(STAMP)
 
 bench-taps: $(STAMP)
 	$(BIN)/python bench/tap_verdict.py $(BENCH_ARGS)
+
+bench-live: $(STAMP)
+	$(BIN)/python bench/live_clients.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from core.config import Settings
 from core.contract import PREFIX
@@ -22,7 +22,7 @@ from gateway.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 OUT_FILTER = f"{PREFIX}/+/out/#"
-Deliver = Callable[[str, LiveEvent], None]
+Deliver = Callable[[str, Sequence[LiveEvent]], None]  # one broker message's events at once
 
 
 class LiveSource:
@@ -53,5 +53,4 @@ class LiveSource:
             log.debug("not an out/ event, not forwarded: %s", msg.topic)
             return
         site, events = parsed
-        for event in events:
-            self._deliver(site, event)
+        self._deliver(site, events)

@@ -194,10 +194,11 @@ def test_a_supervisor_snoozes_a_device_with_a_reason_and_closes_a_missed_round_a
     expect(dialog).to_have_count(0)
 
     view(desk, "patrol")
-    desk.get_by_test_id("close-alert").click()
+    row = desk.locator(f"[data-testid=round-row][data-round-id='{round_id}']")  # others may have alerts too
+    row.get_by_test_id("close-alert").click()
     desk.fill("#alert-comment", "已电话核实，保安临时支援他处 guard was sent elsewhere")
     desk.get_by_test_id("dialog-submit").click()
-    expect(desk.get_by_test_id("close-alert")).to_have_count(0)
+    expect(row.get_by_test_id("close-alert")).to_have_count(0)
     with stack.client("qian") as api:
         [snooze] = api.get("/api/v1/alarms/snoozes", params={"device": WATER, "active": True}).json()["items"]
         closed = api.get(f"/api/v1/rounds/{round_id}").json()

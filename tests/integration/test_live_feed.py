@@ -83,6 +83,27 @@ def test_live_feed_pushes_signins_and_status(
     peer.publish("patrol/v1/liyuan/out/device/rdr-h02/status", b"", retain=True)
 
 
+def test_a_batch_client_gets_its_events_in_arrays(
+    mosquitto: MosquittoBroker, engine: Engine, gateway: Gateway, peer: SitePeers, demo_site: SiteFile
+) -> None:
+    """Issue 9: the web UI asks for arrays (`"batch": true`): every frame is an array of events (what
+    waited for the client goes out together), each event as a one-per-frame client gets it, with its site."""
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url_for(LIVE_ACCOUNT))  # type: ignore[call-arg]
+    tags = [loc.tag for loc in demo_site.locations if loc.tag and loc.code.startswith("B1-SHOP1")][:3]
+    with make_client(engine, settings, live_feed=True) as client, client.websocket_connect("/api/v1/live") as ws:
+        ws.send_json({"token": _bearer(engine, client, Role.CONTROL_ROOM), "batch": True})
+        assert ws.receive_json() == {"type": "hello", "user": "u-control_room", "batch": True}
+        for n, tag in enumerate(tags):
+            peer.publish("patrol/v1/liyuan/reader/rdr-h02/tap", {"id": f"batch-{n}", "ts": 1764288311250, "uid": tag})
+        signins: list[dict[str, Any]] = []
+        while len(signins) < len(tags):
+            frame = ws.receive_json()
+            assert isinstance(frame, list) and frame, f"a batch client got {frame!r}"
+            signins += [e for e in frame if e["type"] == "signin"]
+    assert sorted(e["tag_uid"] for e in signins) == sorted(tags)
+    assert {e["site"] for e in signins} == {"liyuan"}
+
+
 @pytest.mark.parametrize(("role", "code"), [(None, 4401), (Role.ENGINEER, 4403)])
 def test_live_feed_refuses_without_token_or_role(engine: Engine, role: Role | None, code: int) -> None:
     client: TestClient = make_client(engine)

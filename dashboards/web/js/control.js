@@ -5,7 +5,7 @@ import { html, render, useEffect, useMemo, useState } from '../vendor/htm-preact
 import { beep, installUnlock, soundOn, unlockSound } from './alert.js';
 import { api, logout, session, watchExpiry } from './api.js';
 import { clock, LangSwitch, Login, setZone, useLoginNeeded } from './common.js';
-import { code, nm, onLang, t } from './i18n.js';
+import { alarmType, code, nm, onLang, t } from './i18n.js';
 import { LiveFeed } from './live.js';
 import { SiteStore } from './store.js';
 import { Alarms } from './views/alarms.js';
@@ -53,7 +53,7 @@ function CriticalBanner({ items, beeped, onDismiss }) {
   if (!items.length) return null;
   return html`<div class="critical-banner" role="alert" data-testid="critical-banner" data-beeped=${String(beeped)}>
     <strong>${t('critical_new')}</strong>
-    <ul>${items.map((a) => html`<li key=${a.id}><a href="#/alarms">${code(a.alarm_type)} · ${nm(a.location_name) || a.device} · ${clock(a.opened_at)}</a></li>`)}</ul>
+    <ul>${items.map((a) => html`<li key=${a.id}><a href="#/alarms">${alarmType(a.alarm_type)} · ${nm(a.location_name) || a.device} · ${clock(a.opened_at)}</a></li>`)}</ul>
     <button type="button" onClick=${onDismiss}>${t('dismiss')}</button>
   </div>`;
 }

@@ -100,18 +100,20 @@ export function nm(name) {
 
 /** Alarm types, procedures' kinds and the like: a label when we have one, else the code. */
 const CODES = {
-  'zh-CN': { gas: '燃气泄漏', water: '漏水', smoke: '烟感', leakage: '漏电', elevator: '电梯故障', door: '机房门',
+  'zh-CN': { gas: '燃气泄漏', water: '漏水', smoke: '烟感', leakage: '漏电', elevator: '电梯', door: '门磁',
     offline: '设备离线', low_battery: '电量低', door_open: '门未关', elevator_fault: '电梯故障', water_leak: '漏水',
-    gas_leak: '燃气泄漏', electrical_leakage: '漏电', fire_smoke: '烟雾/火警', reader: '读卡器', nfc_reader: '读卡器',
+    alarm_elevator: '电梯故障', alarm_door_open: '门未关/非时开门', gas_leak: '燃气泄漏', electric_leak: '漏电', fixed_reader: '固定读卡器', handheld_reader: '巡更机', electrical_leakage: '漏电', fire_smoke: '烟雾/火警', reader: '读卡器', nfc_reader: '读卡器',
     security: '保安部', engineering: '工程部', cleaning: '保洁部', management: '管理处', customer_service: '客服中心',
     control_room: '监控中心', supervisor: '主管', manager: '经理', admin: '管理员', guard: '保安员', engineer: '工程人员',
     on_duty: '当班人员', shift_leader: '班长', department_head: '部门负责人', general_manager: '总经理',
     ev_opened: '开单', ev_acknowledged: '确认接单', ev_step_done: '完成步骤', ev_step_not_applicable: '步骤不适用',
     ev_alarm_cleared: '报警解除', ev_closed: '关闭', ev_escalated: '升级', ev_reminder: '提醒', ev_note: '备注',
     ev_alarm_attached: '关联报警', ev_alarm_rose: '报警升级', ev_muster: '紧急集合' },
-  en: { gas: 'Gas', water: 'Water leak', smoke: 'Smoke', leakage: 'Electrical leakage', elevator: 'Elevator fault',
-    door: 'Machine-room door', offline: 'Device offline', low_battery: 'Low battery', door_open: 'Door open',
-    elevator_fault: 'Elevator fault', water_leak: 'Water leak', gas_leak: 'Gas leak', electrical_leakage: 'Electrical leakage',
+  en: { gas: 'Gas', water: 'Water leak', smoke: 'Smoke', leakage: 'Electrical leakage', elevator: 'Elevator',
+    door: 'Door sensor', offline: 'Device offline', low_battery: 'Low battery', door_open: 'Door open',
+    elevator_fault: 'Elevator fault', water_leak: 'Water leak', alarm_elevator: 'Elevator fault', alarm_door_open: 'Door open',
+    gas_leak: 'Gas leak', electric_leak: 'Electrical leakage',
+    fixed_reader: 'Fixed reader', handheld_reader: 'Handheld reader', electrical_leakage: 'Electrical leakage',
     fire_smoke: 'Smoke / fire', reader: 'Reader', nfc_reader: 'Reader', security: 'Security', engineering: 'Engineering',
     cleaning: 'Cleaning', management: 'Management office', customer_service: 'Customer service',
     control_room: 'Control room', supervisor: 'Supervisor', manager: 'Manager', admin: 'Admin', guard: 'Guard',
@@ -123,3 +125,6 @@ const CODES = {
 };
 
 export function code(value) { return CODES[current][value] ?? value ?? ''; }
+
+/** An alarm type's label (an elevator alarm is a fault, the device kind just an elevator). */
+export function alarmType(value) { return CODES[current][`alarm_${value}`] ?? code(value); }

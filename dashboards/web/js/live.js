@@ -32,10 +32,12 @@ export class LiveFeed {
     const ws = new WebSocket(`${scheme}://${location.host}/api/v1/live?site=${encodeURIComponent(this.site)}`);
     this.ws = ws;
     this.state('connecting');
-    ws.onopen = () => ws.send(JSON.stringify({ token: s.token }));
+    // batch: events come in arrays (what waited on the server goes in one frame)
+    ws.onopen = () => ws.send(JSON.stringify({ token: s.token, batch: true }));
     ws.onmessage = (m) => {
       let event;
       try { event = JSON.parse(m.data); } catch { return; }
+      if (Array.isArray(event)) { event.forEach((e) => this.onEvent(e)); return; }
       if (event.type === 'hello') {
         this.delay = 500;
         this.state('open');

@@ -4,7 +4,7 @@
 import { html, useState } from '../../vendor/htm-preact.module.js';
 import { api } from '../api.js';
 import { Countdown, Dialog, Severity, since } from '../common.js';
-import { code, nm, t } from '../i18n.js';
+import { alarmType, nm, t } from '../i18n.js';
 
 const SEVERITY_ORDER = { critical: 0, major: 1, warning: 2, minor: 3, info: 4 };
 const CAN_ACK = ['control_room', 'supervisor', 'admin'];
@@ -16,7 +16,7 @@ function sorted(alarms) {
 }
 
 function AckDialog({ alarm, store, onClose }) {
-  return html`<${Dialog} title=${`${t('acknowledge')}: ${code(alarm.alarm_type)} · ${nm(alarm.device_name)}`} testid="ack-dialog"
+  return html`<${Dialog} title=${`${t('acknowledge')}: ${alarmType(alarm.alarm_type)} · ${nm(alarm.device_name)}`} testid="ack-dialog"
     submitLabel=${t('acknowledge')} onClose=${onClose}
     onSubmit=${async (form) => {
       const updated = await api(`/alarms/${alarm.id}/acknowledge`, { json: { comment: String(form.get('comment') || '') || null } });
@@ -46,7 +46,7 @@ function Row({ a, store, role, open }) {
   return html`<tr data-testid="alarm-row" data-alarm-id=${a.id} data-severity=${a.severity}
       data-acknowledged=${String(a.acknowledged)} class=${a.active ? `row-${a.severity}` : 'row-cleared'}>
     <td><${Severity} value=${a.severity} /></td>
-    <td>${code(a.alarm_type)}${a.flapping ? ' ⇅' : ''}</td>
+    <td>${alarmType(a.alarm_type)}${a.flapping ? ' ⇅' : ''}</td>
     <td>${nm(a.device_name)}<div class="muted small">${nm(a.location_name)}</div></td>
     <td>${since(a.opened_at)}<div class="muted small">×${a.count}</div></td>
     <td>${a.acknowledged ? html`<span class="ok">${t('acknowledged')}</span>` : html`<${Countdown} at=${ticket?.deadlines?.ack_by} testid="ack-countdown" />`}</td>

@@ -2,7 +2,7 @@
 // alarms, overdue tickets and rounds rolled up; a tile opens the building's floors and locations.
 
 import { html, useEffect, useRef } from '../../vendor/htm-preact.module.js';
-import { code, lang, nm, t } from '../i18n.js';
+import { alarmType, lang, nm, t } from '../i18n.js';
 import { overdue } from '../store.js';
 
 function roundBad(r) { return r.state === 'missed' || r.state === 'incomplete' || r.lateness_s > 0 || r.alert_open; }
@@ -61,7 +61,7 @@ function Floors({ store, building, onBack }) {
     <ul class="floors">${rows.map(([key, f]) => html`<li data-testid="floor" data-floor=${key}>
       <h3>${f.label}</h3>
       <ul>${f.alarms.map((a) => html`<li><span class=${`dot sev-${a.severity}`} aria-hidden="true"></span>
-        ${nm(a.location_name) || a.location} — ${code(a.alarm_type)} (${nm(a.device_name)})</li>`)}</ul>
+        ${nm(a.location_name) || a.location} — ${alarmType(a.alarm_type)} (${nm(a.device_name)})</li>`)}</ul>
     </li>`)}</ul>
   </section>`;
 }
@@ -93,7 +93,7 @@ function charts(store) {
   const font = { fontFamily: 'Noto Sans CJK SC, sans-serif' };
   const alarmsOption = {
     textStyle: font, tooltip: {}, grid: { left: 110, right: 20, top: 10, bottom: 30 },
-    xAxis: { type: 'value', minInterval: 1 }, yAxis: { type: 'category', data: [...byType.keys()].map(code) },
+    xAxis: { type: 'value', minInterval: 1 }, yAxis: { type: 'category', data: [...byType.keys()].map(alarmType) },
     series: [{ type: 'bar', data: [...byType.values()], itemStyle: { color: '#c62828' } }],
   };
   const keys = Object.keys(results);
