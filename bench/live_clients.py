@@ -56,19 +56,17 @@ from websockets.asyncio.client import ClientConnection  # noqa: E402
 from websockets.asyncio.client import connect as ws_connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-from app.cli import DEMO_SITE  # noqa: E402
 from bench.alarm_latency import ApiProcess, prepare  # noqa: E402
 from bench.api_load import PASSWORD, USER  # noqa: E402
 from bench.gateway_process import CpuMeter, GatewayProcess, PeakRss, cpu_seconds  # noqa: E402
 from bench.ingest import MB  # noqa: E402
-from bench.mqtt_load import Login, Publisher, connect, device_logins, login, new_client, paced, running_broker  # noqa: E402
-from bench.progress import log, work_dir  # noqa: E402
+from bench.mqtt_load import Login, Publisher, connect, device_logins, login, new_client, paced  # noqa: E402
+from bench.progress import log  # noqa: E402
 from bench.report import database_kinds, fmt, machine_line, print_log_issues, print_problems_of, print_table  # noqa: E402
-from bench.runs import percentile  # noqa: E402
-from bench.tap_verdict import PROBE_EVERY_S, Probes  # noqa: E402
+from bench.runs import per_database, percentile  # noqa: E402
+from bench.tap_verdict import Probes, drive_publisher  # noqa: E402
 from core.contract import tap_topic  # noqa: E402
 from core.directory import READER_KINDS  # noqa: E402
-from storage.sitefile.parse import parse_site_file  # noqa: E402
 from storage.sitefile.schema import SiteFile  # noqa: E402
 from tests.support.accounts import OBSERVER  # noqa: E402
 from tests.support.databases import database  # noqa: E402
@@ -429,23 +427,17 @@ def publish_and_wait(
     )
     child.start()
     probes = Probes(stack.broker)
-    try:
-        if not events[0].wait(60 + args.warmup):
-            raise RuntimeError("the tap publisher did not reach the measured taps")
+
+    def meter() -> CpuMeter:
         cpu = CpuMeter(stack.gateway_proc, stack.broker)
         for name, procs in (("api", [stack.api_proc]), ("bench", [psutil.Process(child.pid), *client_procs])):
             cpu.groups.setdefault(name, []).extend(procs)
             cpu.start[name] = cpu_seconds(cpu.groups[name])
-        while not events[1].wait(PROBE_EVERY_S):
-            probes.send()
-        res.cpu_pct = cpu.percent()
-        pub = results.get(timeout=120)
-    except queue.Empty:
-        pub = {"error": "the tap publisher reported nothing"}
+        return cpu
+
+    try:
+        pub, res.cpu_pct = drive_publisher(child, events, results, probes, args.warmup, meter)
     finally:
-        child.join(30)
-        if child.is_alive():
-            child.kill()
         res.probe_ms, res.probes = probes.round_trips_ms(), len(probes.sent)
         probes.close()
     res.sent, res.rate = pub.get("sent", 0), pub.get("rate", math.nan)
@@ -615,14 +607,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    site = parse_site_file(DEMO_SITE)
-    results: list[RunResult] = []
-    with work_dir("patrol-live-clients-", args.keep) as workdir, running_broker(site) as broker:
-        for kind in args.databases:
-            try:
-                results.extend(run_database(kind, broker, site, workdir, args))
-            except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
-                results.append(RunResult(kind, args.clients, problems=[f"{type(exc).__name__}: {exc}"]))
+    results = per_database(
+        "patrol-live-clients-",
+        args,
+        lambda kind, broker, site, workdir: run_database(kind, broker, site, workdir, args),
+        lambda kind, why: RunResult(kind, args.clients, problems=[why]),
+    )
     print_report(args, results)
     return 1 if any(r.problems for r in results) else 0
 

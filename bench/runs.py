@@ -7,16 +7,33 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 from sqlalchemy import Engine, func, select
 
+from app.cli import DEMO_SITE
 from bench.gateway_process import CpuMeter
-from bench.mqtt_load import POLL_S, AckCollector, Publisher, device_logins, paced, publish_all, tap_messages
+from bench.mqtt_load import (
+    POLL_S,
+    AckCollector,
+    Publisher,
+    device_logins,
+    paced,
+    publish_all,
+    running_broker,
+    tap_messages,
+)
+from bench.progress import work_dir
 from storage.models import SignIn
+from storage.sitefile.parse import parse_site_file
+from storage.sitefile.schema import SiteFile
 from tests.support.mosquitto import MosquittoBroker
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -138,3 +155,22 @@ def latency_run(ctx: Context) -> None:
     res.max_ms = latencies[-1] if latencies else math.nan
     if res.lat_acked < total:
         res.problems.append(f"latency run: {res.lat_acked} of {total} acks within 60 s of the last publish")
+
+
+def per_database(
+    prefix: str,
+    args: argparse.Namespace,
+    run: Callable[[str, MosquittoBroker, SiteFile, Path], list[R]],
+    failed: Callable[[str, str], R],
+) -> list[R]:
+    """Each of `args.databases` in turn on one private Mosquitto with the demo site's accounts; a database
+    that cannot be run (PostgreSQL down) is reported with the other figures through `failed(kind, why)`."""
+    site = parse_site_file(DEMO_SITE)
+    results: list[R] = []
+    with work_dir(prefix, args.keep) as workdir, running_broker(site) as broker:
+        for kind in args.databases:
+            try:
+                results.extend(run(kind, broker, site, workdir))
+            except Exception as exc:
+                results.append(failed(kind, f"{type(exc).__name__}: {exc}"))
+    return results

@@ -43,7 +43,6 @@ from typing import Any  # noqa: E402
 import psutil  # noqa: E402
 from sqlalchemy import Engine, func, select  # noqa: E402
 
-from app.cli import DEMO_SITE  # noqa: E402
 from bench.gateway_process import CpuMeter, GatewayProcess, PeakRss, cpu_seconds  # noqa: E402
 from bench.ingest import MB, prepare_database  # noqa: E402
 from bench.mqtt_load import (  # noqa: E402
@@ -55,16 +54,14 @@ from bench.mqtt_load import (  # noqa: E402
     login,
     new_client,
     paced,
-    running_broker,
 )
-from bench.progress import log, work_dir  # noqa: E402
+from bench.progress import log  # noqa: E402
 from bench.report import database_kinds, fmt, machine_line, print_log_issues, print_problems_of, print_table  # noqa: E402
-from bench.runs import percentile  # noqa: E402
+from bench.runs import per_database, percentile  # noqa: E402
 from core.contract import tap_topic  # noqa: E402
 from storage.models import Round as RoundRow  # noqa: E402
 from storage.models import RoundPoint, Staff  # noqa: E402
 from storage.round_taps import LONGEST_ROUND  # noqa: E402
-from storage.sitefile.parse import parse_site_file  # noqa: E402
 from storage.sitefile.schema import SiteFile  # noqa: E402
 from tests.support.accounts import UNRESTRICTED  # noqa: E402
 from tests.support.databases import database  # noqa: E402
@@ -282,22 +279,14 @@ def measure(
     )
     log(f"{res.name}: {args.rate:g} taps/s from {len(res.walks)} readers, {args.warmup:g} + {args.seconds:g} s")
     child.start()
-    try:
-        if not events[0].wait(60 + args.warmup):
-            raise RuntimeError("the tap publisher did not reach the measured taps")
+
+    def meter() -> CpuMeter:
         cpu = CpuMeter(gateway, broker)
         cpu.groups["bench"].append(tapper := psutil.Process(child.pid))  # the publisher is the bench too
         cpu.start["bench"] += cpu_seconds([tapper])
-        while not events[1].wait(PROBE_EVERY_S):
-            probes.send()
-        res.cpu_pct = cpu.percent()
-        pub = results.get(timeout=120)
-    except queue.Empty:
-        pub = {"error": "the tap publisher reported nothing"}
-    finally:
-        child.join(30)
-        if child.is_alive():
-            child.kill()
+        return cpu
+
+    pub, res.cpu_pct = drive_publisher(child, events, results, probes, args.warmup, meter)
     if "error" in pub:
         res.problems.append(pub["error"])
     sent = {tap_id(warm + k, warm): t for k, t in enumerate(pub.get("sent", []))}
@@ -363,6 +352,30 @@ def print_report(args: Any, results: list[TapResult]) -> None:
     print_log_issues(results)
 
 
+def drive_publisher(
+    child: Any, events: tuple[Any, Any], results: Any, probes: Probes, warmup: float, meter: Callable[[], CpuMeter]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """While a started publisher child sends its measured messages (between its two events), a broker
+    probe every PROBE_EVERY_S and the CPU meter (`meter()` starts it) over the same span; then its report
+    (`{"error": …}` when it sent none) and the CPU figures. The child is joined, or killed, either way."""
+    cpu_pct: dict[str, float] = {}
+    try:
+        if not events[0].wait(60 + warmup):
+            raise RuntimeError("the tap publisher did not reach the measured taps")
+        cpu = meter()
+        while not events[1].wait(PROBE_EVERY_S):
+            probes.send()
+        cpu_pct = cpu.percent()
+        pub: dict[str, Any] = results.get(timeout=120)
+    except queue.Empty:
+        pub = {"error": "the tap publisher reported nothing"}
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    return pub, cpu_pct
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=float, default=500.0, help="offered taps/s (default 500, at most 5000)")
@@ -380,14 +393,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    site = parse_site_file(DEMO_SITE)
-    results: list[TapResult] = []
-    with work_dir("patrol-tap-verdict-", args.keep) as workdir, running_broker(site) as broker:
-        for kind in args.databases:
-            try:
-                results.append(run_database(kind, broker, site, workdir, args))
-            except Exception as exc:  # e.g. PostgreSQL down: report it with the other figures
-                results.append(TapResult(kind, problems=[f"{type(exc).__name__}: {exc}"]))
+    results = per_database(
+        "patrol-tap-verdict-",
+        args,
+        lambda kind, broker, site, workdir: [run_database(kind, broker, site, workdir, args)],
+        lambda kind, why: TapResult(kind, problems=[why]),
+    )
     print_report(args, results)
     return 1 if any(r.problems for r in results) else 0
 

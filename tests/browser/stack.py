@@ -33,6 +33,7 @@ from tests.support.accounts import SITE
 from tests.support.api import PASSWORD, add_user
 from tests.support.mosquitto import MosquittoBroker, free_port
 from tests.support.mqtt import SitePeers
+from tests.support.processes import stop
 
 __all__ = [
     "CHROMIUM",
@@ -177,13 +178,7 @@ class Stack:
     def stop_api(self) -> None:
         """Stop the API as an operator would (SIGTERM, clean exit), SIGKILL if it takes longer than 10 s."""
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
+            stop(self.proc)
             self.proc = None
 
     def _healthy(self) -> bool:

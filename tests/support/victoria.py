@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.support.mosquitto import free_port
+from tests.support.processes import stop
 
 VICTORIA = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
@@ -117,12 +118,7 @@ class VictoriaMetrics:
             return
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop(self.proc)
         self.proc = None
 
     def export(self, match: str = '{__name__=~"gas_.*"}') -> list[Series]:
