@@ -45,9 +45,17 @@ class Delivery:
     texts: tuple[str, ...]
 
 
+class ClientQueue(asyncio.Queue[Delivery]):
+    """A client's deliveries; `gap` is set when its oldest were dropped, so it can be told to read again."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.gap = False
+
+
 class LiveHub:
     def __init__(self) -> None:
-        self._clients: set[asyncio.Queue[Delivery]] = set()
+        self._clients: set[ClientQueue] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -67,13 +75,14 @@ class LiveHub:
 
     def _fanout(self, delivery: Delivery) -> None:
         for q in self._clients:
-            if q.full():  # a slow browser loses its oldest events, never the gateway's time
+            if q.full():  # a slow browser loses its oldest events, never the gateway's time, and is told
                 LIVE_DROPPED.inc(len(q.get_nowait().texts))
+                q.gap = True
             q.put_nowait(delivery)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Delivery]]:
-        q: asyncio.Queue[Delivery] = asyncio.Queue(CLIENT_QUEUE)
+    async def subscribe(self, size: int = CLIENT_QUEUE) -> AsyncIterator[ClientQueue]:
+        q = ClientQueue(size)
         self._clients.add(q)
         try:
             yield q

@@ -23,6 +23,12 @@ export class LiveFeed {
 
   state(name, detail = '') { this.onState?.(name, detail); }
 
+  hello() {
+    this.delay = 500;
+    this.state('open');
+    this.onHello?.();
+  }
+
   connect() {
     if (this.stopped) return;
     const s = session();
@@ -37,14 +43,11 @@ export class LiveFeed {
     ws.onmessage = (m) => {
       let event;
       try { event = JSON.parse(m.data); } catch { return; }
-      if (Array.isArray(event)) { event.forEach((e) => this.onEvent(e)); return; }
-      if (event.type === 'hello') {
-        this.delay = 500;
-        this.state('open');
-        this.onHello?.();
-        return;
+      for (const e of Array.isArray(event) ? event : [event]) {
+        if (e.type === 'hello') this.hello();
+        else if (e.type === 'gap') this.onHello?.(); // the server dropped events for us: read the lists again
+        else this.onEvent(e);
       }
-      this.onEvent(event);
     };
     ws.onclose = (e) => {
       if (this.ws !== ws || this.stopped) return;

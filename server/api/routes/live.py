@@ -6,6 +6,8 @@ message within AUTH_TIMEOUT_S; the server answers `{"type": "hello", "user": …
 JSON object per frame. A client that sends `{"token": …, "batch": true}` (the web UI) gets arrays of
 events instead, whatever waited in its queue in one frame: 2,000 events/s to 50 screens is 100,000
 frames a second one by one, and a few hundred in arrays; its hello then says `"batch": true`.
+A client too slow for the feed loses its oldest events and then gets `{"type": "gap"}` before the next
+ones: what it shows may be behind, so it reads its lists again from the REST API.
 Authorisation is checked again every RECHECK_S of the app's clock, so an expired token, a logout,
 a changed password, a disabled or deleted user or a changed role ends the stream within seconds.
 The socket's receive side is watched all along, so a client that leaves is noticed at once, even
@@ -44,6 +46,7 @@ CLOSE_REVOKED = 4403
 MAX_TOKEN = 256
 MAX_DRAIN = 200  # deliveries taken from a client's queue at once
 MAX_FRAME_EVENTS = 500  # events in one array frame (batch clients)
+GAP = '{"type":"gap"}'  # told to a client whose oldest events were dropped (too slow): read the lists again
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ async def _stream(
             while deliveries and not queue.empty() and len(deliveries) < MAX_DRAIN:
                 deliveries.append(queue.get_nowait())
             texts = [t for d in deliveries if site is None or d.site == site for t in d.texts]
+            if queue.gap:  # events were dropped for this slow client: it reads the lists again
+                queue.gap = False
+                texts.insert(0, GAP)
             await _send(websocket, texts, hello.batch)
     return None
 
