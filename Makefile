@@ -34,12 +34,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Also measures coverage ([tool.coverage] in pyproject.toml), prints the summary and fails under its floor.
-# On PYTEST_WORKERS processes (pytest-xdist; each takes a whole test file, so a file's fixtures and order
-# hold): most tests wait on brokers, databases and processes, so two halve the time on two cores.
-# A subset without the floor: make pytest PYTEST_ARGS='--no-cov tests/unit'; one process: PYTEST_WORKERS=0
-PYTEST_WORKERS ?= 2
+# A subset without the floor: make pytest PYTEST_ARGS='--no-cov tests/unit'
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 # The API against its own OpenAPI (all schemathesis checks, both databases); also part of `make test`.
 schemathesis: $(STAMP)
