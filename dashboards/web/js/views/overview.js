@@ -4,8 +4,9 @@
 import { html, useEffect, useRef } from '../../vendor/htm-preact.module.js';
 import { alarmType, lang, nm, t } from '../i18n.js';
 import { overdue } from '../store.js';
+import { verdict } from './patrol.js';
 
-function roundBad(r) { return r.state === 'missed' || r.state === 'incomplete' || r.lateness_s > 0 || r.alert_open; }
+function roundBad(r) { return ['missed', 'late', 'not_started'].includes(verdict(r)) || r.alert_open; }
 
 function rollUp(store) {
   const tiles = new Map(store.buildings.map((b) => [b.code, { code: b.code, name: b.name, alarms: 0, critical: 0, unacked: 0, tickets: 0, overdue: 0, rounds: 0, roundsBad: 0 }]));
@@ -84,12 +85,8 @@ export function Chart({ option, label, testid }) {
 function charts(store) {
   const byType = new Map();
   for (const a of store.alarms.values()) if (a.active) byType.set(a.alarm_type, (byType.get(a.alarm_type) || 0) + 1);
-  const results = { on_time: 0, late: 0, missed: 0, in_progress: 0, scheduled: 0 };
-  for (const r of store.rounds.values()) {
-    if (r.state === 'missed' || r.state === 'incomplete') results.missed += 1;
-    else if (r.state === 'completed') results[r.lateness_s > 0 ? 'late' : 'on_time'] += 1;
-    else results[r.state] = (results[r.state] || 0) + 1;
-  }
+  const results = { on_time: 0, late: 0, missed: 0, not_started: 0, in_progress: 0, scheduled: 0 };
+  for (const r of store.rounds.values()) results[verdict(r)] += 1;
   const font = { fontFamily: 'Noto Sans CJK SC, sans-serif' };
   const alarmsOption = {
     textStyle: font, tooltip: {}, grid: { left: 110, right: 20, top: 10, bottom: 30 },
@@ -100,7 +97,7 @@ function charts(store) {
   const roundsOption = {
     textStyle: font, tooltip: {}, grid: { left: 60, right: 20, top: 10, bottom: 30 },
     xAxis: { type: 'category', data: keys.map(t) }, yAxis: { type: 'value', minInterval: 1 },
-    series: [{ type: 'bar', data: keys.map((k, i) => ({ value: results[k], itemStyle: { color: ['#2e7d32', '#ef6c00', '#c62828', '#1565c0', '#757575'][i] } })) }],
+    series: [{ type: 'bar', data: keys.map((k, i) => ({ value: results[k], itemStyle: { color: ['#2e7d32', '#ef6c00', '#c62828', '#a14a00', '#1565c0', '#757575'][i] } })) }],
   };
   return { alarmsOption, roundsOption, lang: lang() };
 }

@@ -8,9 +8,11 @@ import { nm, t } from '../i18n.js';
 
 const CAN_CLOSE = ['supervisor', 'manager', 'admin'];
 
-function verdict(r) {
+/** How a round stands for the board: on_time, late, missed, not_started (due, no sign-in yet), in_progress, scheduled. */
+export function verdict(r) {
   if (r.state === 'missed' || r.state === 'incomplete') return 'missed';
   if (r.state === 'completed') return r.lateness_s > 0 ? 'late' : 'on_time';
+  if (r.state === 'scheduled' && Date.now() > Date.parse(r.starts_at) + (r.grace_s || 0) * 1000) return 'not_started';
   return r.state === 'in_progress' && r.lateness_s > 0 ? 'late' : r.state;
 }
 
@@ -62,7 +64,7 @@ export function Patrol({ store, role }) {
   // alerts first, then the rounds under way, the ones just ended, and the next to start
   const rounds = [...store.rounds.values()].filter((r) => everything || current(r, now)).sort((a, b) => (b.alert_open - a.alert_open) || (rank(a) - rank(b))
     || (Math.abs(Date.parse(a.starts_at) - now) - Math.abs(Date.parse(b.starts_at) - now)));
-  const counts = { on_time: 0, late: 0, missed: 0, in_progress: 0, scheduled: 0 };
+  const counts = { on_time: 0, late: 0, missed: 0, not_started: 0, in_progress: 0, scheduled: 0 };
   store.rounds.forEach((r) => { const v = verdict(r); counts[v] = (counts[v] || 0) + 1; });
   return html`<section aria-labelledby="patrol-title">
     <h2 id="patrol-title">${t('nav_patrol')}</h2>
