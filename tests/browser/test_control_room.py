@@ -91,20 +91,22 @@ def test_a_step_the_guard_checks_on_the_phone_shows_on_the_control_room(stack: S
 
 
 def test_the_screen_catches_up_after_the_servers_websocket_is_killed(stack: Stack, desk: Page) -> None:
-    """An alarm raised while the API (and so the live feed) is down is on screen after the reconnection:
-    the screen reads the lists again on every (re)connection, so no event is lost to it."""
+    """A critical alarm raised while the API (and so the live feed) is down is on screen after the
+    reconnection, with its banner: the screen reads the lists again on every (re)connection and tells
+    what is new, so no event is lost to it (P5 §2.4.5(2): a gas leak must not wait for a reload)."""
     log_in(desk, "zhao")
     live(desk)
     view(desk, "alarms")
     expect(desk.get_by_test_id("alarm-count")).to_have_text("0")  # nothing active yet
     stack.kill_api()
     expect(desk.get_by_test_id("live-status")).not_to_have_attribute("data-state", "open")
-    stack.reading(WATER, "water_leak", {"wet": True})
-    with_gateway_commit(stack, WATER)
+    stack.reading(GAS, "gas", {"lel_pct": 30})
+    with_gateway_commit(stack, GAS)
     stack.start_api()
     live(desk)
     expect(desk.get_by_test_id("alarm-count")).to_have_text("1")
-    expect(desk.locator("[data-testid=alarm-row]")).to_contain_text("水浸")
+    expect(desk.locator("[data-testid=alarm-row][data-severity=critical]")).to_contain_text("燃气")
+    expect(desk.get_by_test_id("critical-banner")).to_be_visible()
     console_errors(desk).clear()  # the reconnection attempts while the API was down logged errors on purpose
 
 

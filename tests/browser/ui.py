@@ -17,8 +17,10 @@ def log_in(page: Page, username: str, path: str = "/ui/") -> None:
 
 
 def live(page: Page) -> None:
-    """Wait until the control room's live feed is connected (it says so in the header)."""
+    """Wait until the control room's live feed is connected (it says so in the header) and the screen has
+    read its lists."""
     expect(page.get_by_test_id("live-status")).to_have_attribute("data-state", "open")
+    expect(page.locator("main#main")).to_have_attribute("data-loaded", "true")
 
 
 def alarm_row(page: Page, device: str) -> str:

@@ -3,13 +3,16 @@
 // log in again in the overlay and is then sent again: the page under the overlay stays as it was,
 // so nothing the user typed is lost.
 
+import { nm } from './i18n.js';
+
 const KEY = 'patrol.session';
 const listeners = new Set();
 let waiting = null; // {promise, resolve} while the login overlay is up
 
 export class ApiError extends Error {
   constructor(status, body) {
-    super(typeof body?.detail === 'string' ? body.detail : `HTTP ${status}`);
+    // the server's own bilingual message when it gives one (a refused ticket rule), else its detail
+    super(body?.message?.zh ? nm(body.message) : typeof body?.detail === 'string' ? body.detail : `HTTP ${status}`);
     this.status = status;
     this.body = body;
   }
@@ -22,7 +25,7 @@ export function session() {
 function expired(s) { return !s || (s.expires_at && Date.parse(s.expires_at) <= Date.now()); }
 
 /** Forget a token the server refused; the next request asks the user to log in again. */
-export function dropSession() { sessionStorage.removeItem(KEY); }
+export function dropSession(token) { if (!token || session()?.token === token) sessionStorage.removeItem(KEY); }
 
 /** Listeners hear 'login-needed' (show the overlay) and 'logged-in'. */
 export function onSession(fn) { listeners.add(fn); return () => listeners.delete(fn); }
@@ -76,7 +79,11 @@ export async function api(path, { method, json, form } = {}) {
     if (json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(json); }
     if (form !== undefined) body = form;
     const res = await fetch(`/api/v1${path}`, { method, headers, body });
-    if (res.status === 401) { sessionStorage.removeItem(KEY); await waitForLogin(); continue; }
+    if (res.status === 401) {
+      // only this token is over: one sent before a new login must not log the new one out
+      if (session()?.token === s.token) { sessionStorage.removeItem(KEY); await waitForLogin(); }
+      continue;
+    }
     const data = res.status === 204 ? null : await res.json().catch(() => null);
     if (!res.ok) throw new ApiError(res.status, data);
     return data;

@@ -107,7 +107,11 @@ export function Dialog({ title, children, submitLabel, onSubmit, onClose, testid
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const ref = useRef(null);
-  useEffect(() => { ref.current?.querySelector('textarea, input, select')?.focus(); }, []);
+  useEffect(() => {
+    const opener = document.activeElement; // focus goes back there when the dialog closes (or to main)
+    ref.current?.querySelector('textarea, input, select')?.focus();
+    return () => (opener?.isConnected ? opener : document.getElementById('main'))?.focus?.();
+  }, []);
   async function submit(e) {
     e.preventDefault();
     setBusy(true);

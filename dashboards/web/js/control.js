@@ -4,10 +4,10 @@
 import { html, render, useEffect, useMemo, useState } from '../vendor/htm-preact.module.js';
 import { beep, installUnlock, soundOn, unlockSound } from './alert.js';
 import { api, logout, session, watchExpiry } from './api.js';
-import { clock, LangSwitch, Login, setZone, useLoginNeeded } from './common.js';
+import { clock, LangSwitch, Login, setZone, useLoginNeeded, useTick } from './common.js';
 import { alarmType, code, nm, onLang, t } from './i18n.js';
 import { LiveFeed } from './live.js';
-import { SiteStore } from './store.js';
+import { SiteStore, siteDate } from './store.js';
 import { Alarms } from './views/alarms.js';
 import { Devices } from './views/devices.js';
 import { Overview } from './views/overview.js';
@@ -34,8 +34,8 @@ function useLang() {
   useEffect(() => onLang(() => set((n) => n + 1)), []);
 }
 
-function useStore(site) {
-  const store = useMemo(() => (site ? new SiteStore(site) : null), [site]);
+function useStore(site, timezone) {
+  const store = useMemo(() => (site ? new SiteStore(site, timezone) : null), [site]);
   const [, set] = useState(0);
   const [live, setLive] = useState('connecting');
   useEffect(() => {
@@ -44,7 +44,9 @@ function useStore(site) {
     const feed = new LiveFeed({ site, onEvent: (e) => store.apply(e), onHello: () => store.resync(), onState: setLive });
     feed.start();
     store.resync();
-    return () => { off(); feed.stop(); };
+    // a new day at the site: today's rounds are another list
+    const day = setInterval(() => { if (store.loaded && siteDate(timezone) !== store.day) store.resync(); }, 60000);
+    return () => { off(); feed.stop(); clearInterval(day); };
   }, [store]);
   return [store, live];
 }
@@ -61,7 +63,7 @@ function CriticalBanner({ items, beeped, onDismiss }) {
 function Header({ route, live, sound, setSound, sites, site, setSite }) {
   const s = session();
   return html`<header class="top">
-    <a class="skip" href="#main">${t('skip_to_main')}</a>
+    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main')?.focus(); }}>${t('skip_to_main')}</a>
     <h1>${t('app_title')}</h1>
     ${sites.length > 1 ? html`<label class="site-pick">${t('site')} <select value=${site} onChange=${(e) => setSite(e.target.value)}>
       ${sites.map((x) => html`<option value=${x.code}>${nm(x.name)}</option>`)}</select></label>`
@@ -84,15 +86,19 @@ function Shell() {
   const [sound, setSound] = useState(soundOn());
   const [critical, setCritical] = useState([]);
   const [beeped, setBeeped] = useState(false);
+  useTick(); // ages and countdowns move every second
   useEffect(() => {
     installUnlock(setSound);
-    api('/sites').then((list) => {
+    const load = () => api('/sites').then((list) => {
       setSites(list);
       const kept = localStorage.getItem(SITE_KEY);
       setSite(list.find((x) => x.code === kept)?.code || list[0]?.code || null);
-    });
+    }).catch(() => setTimeout(load, 3000)); // the API restarting: try again
+    load();
   }, []);
-  const [store, live] = useStore(site);
+  const timezone = sites.find((x) => x.code === site)?.timezone;
+  const [store, live] = useStore(site, timezone);
+  useEffect(() => { document.getElementById('main')?.focus({ preventScroll: true }); }, [route.join('/')]);
   useEffect(() => store?.onCritical((a) => {
     setCritical((xs) => [a, ...xs.filter((x) => x.id !== a.id)].slice(0, 5));
     const played = beep();
@@ -102,11 +108,11 @@ function Shell() {
   const View = VIEWS[route[0]] || Overview;
   const role = session()?.role;
   const pick = (code) => { localStorage.setItem(SITE_KEY, code); setSite(code); };
-  setZone(sites.find((x) => x.code === site)?.timezone);
+  setZone(timezone);
   return html`<div class=${critical.length ? 'app flash' : 'app'}>
     <${Header} route=${route} live=${live} sound=${sound} setSound=${setSound} sites=${sites} site=${site} setSite=${pick} />
     <${CriticalBanner} items=${critical} beeped=${beeped} onDismiss=${() => setCritical([])} />
-    <main id="main" tabindex="-1">
+    <main id="main" tabindex="-1" data-loaded=${String(Boolean(store?.loaded))}>
       ${store?.error && html`<p class="error" role="alert">${t('error')}: ${store.error.message}</p>`}
       ${store ? html`<${View} store=${store} route=${route} role=${role} go=${(h) => { location.hash = h; }} />` : html`<p class="muted">…</p>`}
     </main>

@@ -4,8 +4,8 @@
 // are matched on it. Guards may not watch the live feed: the page reads again every 15 s and after
 // every action.
 
-import { html, render, useEffect, useState } from '../vendor/htm-preact.module.js';
-import { all, api, logout, session, watchExpiry } from './api.js';
+import { html, render, useEffect, useRef, useState } from '../vendor/htm-preact.module.js';
+import { all, api, loginNeeded, logout, session, watchExpiry } from './api.js';
 import { clock, Countdown, LangSwitch, Login, setZone, Severity, useLoginNeeded, useTick } from './common.js';
 import { nm, onLang, t } from './i18n.js';
 import { Steps } from './steps.js';
@@ -79,7 +79,7 @@ function Finding({ site, round, checkpoints, categories }) {
   const location = picked ?? (round?.next_checkpoint || '');
   return html`<section class="card" aria-labelledby="finding-title">
     <h2 id="finding-title">${t('report_finding')}</h2>
-    <form onSubmit=${submit} data-testid="finding-form">
+    <form onSubmit=${submit} data-testid="finding-form" onfocusin=${() => picked === null && pick(location)}>
       <label for="f-location">${t('location')}</label>
       <select id="f-location" name="location" required value=${location} onChange=${(e) => pick(e.target.value)}>
         <option value="">${t('select')}</option>
@@ -92,9 +92,9 @@ function Finding({ site, round, checkpoints, categories }) {
       </select>
       <label for="f-note">${t('note')}</label>
       <textarea id="f-note" name="note" rows="3" required maxlength="1000"></textarea>
-      <label for="f-photo" class="photo-button">${t('take_photo')}</label>
       <input id="f-photo" name="photos" type="file" accept="image/*" capture="environment" class="visually-hidden-file"
         onChange=${(e) => setPreview(e.target.files[0] ? URL.createObjectURL(e.target.files[0]) : null)} />
+      <label for="f-photo" class="photo-button">${t('take_photo')}</label>
       ${preview && html`<img class="preview" src=${preview} alt=${t('photo')} />`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       ${sent && html`<p class="ok" role="status" data-testid="finding-sent">${t('finding_sent')} #${sent.ticket_id ?? '—'}</p>`}
@@ -125,7 +125,17 @@ function Page() {
   const [error, setError] = useState('');
   const site = sites[0]?.code;
   setZone(sites[0]?.timezone);
-  const refresh = () => site && loadAll(site).then((d) => { setData(d); setError(''); }).catch((e) => setError(e.message));
+  const reads = useRef({ busy: false, again: false });
+  // one read at a time, none while the login is up (an idle phone must not queue a read every 15 s);
+  // asked for during a read, it runs once more after it
+  const refresh = () => {
+    const r = reads.current;
+    if (!site || loginNeeded()) return;
+    if (r.busy) { r.again = true; return; }
+    r.busy = true;
+    loadAll(site).then((d) => { setData(d); setError(''); }).catch((e) => setError(e.message))
+      .finally(() => { r.busy = false; if (r.again) { r.again = false; refresh(); } });
+  };
   useEffect(() => { api('/sites').then(setSites).catch((e) => setError(e.message)); api('/findings/categories').then(setCategories).catch(() => {}); }, []);
   useEffect(() => {
     if (!site) return undefined;

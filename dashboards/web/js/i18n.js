@@ -16,7 +16,7 @@ const ZH = {
   actions: '操作', acknowledge: '确认', snooze: '暂停报警', comment: '备注', reason: '原因', minutes: '分钟',
   submit: '提交', cancel: '取消', acknowledged: '已确认', active: '活动', cleared: '已解除', count: '次数',
   ack_comment_label: '确认备注（处置情况）', snooze_reason_label: '暂停原因（必填）', snooze_minutes_label: '暂停时长（分钟）',
-  sev_critical: '紧急', sev_major: '重要', sev_warning: '警告', sev_minor: '一般', sev_info: '提示',
+  sev_critical: '紧急', sev_major: '严重', sev_warning: '预警', sev_minor: '一般', sev_info: '提示',
   ticket: '工单', title: '事件', escalation: '升级', deadlines: '时限', steps: '处置步骤', events: '处理记录',
   steps_done: '已完成步骤', open: '待处理', closed: '已关闭', check_step: '完成', not_applicable: '不适用',
   safety_critical: '安全关键', confirm_safety: '我确认已做到这一安全要求', confirm: '确认',
@@ -108,7 +108,8 @@ const CODES = {
     on_duty: '当班人员', shift_leader: '班长', department_head: '部门负责人', general_manager: '总经理',
     ev_opened: '开单', ev_acknowledged: '确认接单', ev_step_done: '完成步骤', ev_step_not_applicable: '步骤不适用',
     ev_alarm_cleared: '报警解除', ev_closed: '关闭', ev_escalated: '升级', ev_reminder: '提醒', ev_note: '备注',
-    ev_alarm_attached: '关联报警', ev_alarm_rose: '报警升级', ev_muster: '紧急集合' },
+    ev_alarm_attached: '关联报警', ev_alarm_rose: '报警升级', ev_muster: '紧急集合',
+    ev_finding: '巡查发现', ev_nobody_on_duty: '无人当班', environment: '环境部', finance: '财务部' },
   en: { gas: 'Gas', water: 'Water leak', smoke: 'Smoke', leakage: 'Electrical leakage', elevator: 'Elevator',
     door: 'Door sensor', offline: 'Device offline', low_battery: 'Low battery', door_open: 'Door open',
     elevator_fault: 'Elevator fault', water_leak: 'Water leak', alarm_elevator: 'Elevator fault', alarm_door_open: 'Door open',
@@ -121,7 +122,8 @@ const CODES = {
     general_manager: 'General manager', ev_opened: 'Opened', ev_acknowledged: 'Acknowledged',
     ev_step_done: 'Step done', ev_step_not_applicable: 'Step not applicable', ev_alarm_cleared: 'Alarm cleared',
     ev_closed: 'Closed', ev_escalated: 'Escalated', ev_reminder: 'Reminder', ev_note: 'Note',
-    ev_alarm_attached: 'Alarm attached', ev_alarm_rose: 'Alarm rose', ev_muster: 'Muster' },
+    ev_alarm_attached: 'Alarm attached', ev_alarm_rose: 'Alarm rose', ev_muster: 'Muster',
+    ev_finding: 'Finding', ev_nobody_on_duty: 'Nobody on duty', environment: 'Environment', finance: 'Finance' },
 };
 
 export function code(value) { return CODES[current][value] ?? value ?? ''; }

@@ -51,9 +51,10 @@ export class LiveFeed {
     };
     ws.onclose = (e) => {
       if (this.ws !== ws || this.stopped) return;
-      if (e.code === EXPIRED) { // log in again, then reconnect (and resync)
+      if (e.code === EXPIRED) { // log in again, then reconnect (and resync); a newer login: just reconnect
         this.state('closed', e.reason);
-        dropSession();
+        if (session()?.token !== s.token) { this.connect(); return; }
+        dropSession(s.token);
         waitForLogin().then(() => this.connect());
         return;
       }

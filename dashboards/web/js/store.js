@@ -7,8 +7,12 @@ import { all, api } from './api.js';
 const OPEN_TICKET_STATES = ['open', 'acknowledged'];
 
 export class SiteStore {
-  constructor(site) {
+  constructor(site, timezone) {
     this.site = site;
+    this.timezone = timezone;
+    this.announced = new Set(); // critical alarms the banner has told
+    this.ticketReads = new Map(); // per ticket: the number of its latest read (an older answer is ignored)
+    this.day = null;
     this.alarms = new Map();
     this.tickets = new Map();
     this.details = new Map();
@@ -52,23 +56,25 @@ export class SiteStore {
   async read() {
     this.held = this.held || [];
     try {
-      const today = new Date();
-      today.setHours(0, 0, 0, 0);
+      this.day = siteDate(this.timezone);
       const [active, unacked, ...rest] = await Promise.all([
         all(this.q('/alarms?state=active')),
         all(this.q('/alarms?acknowledged=false')),
         ...OPEN_TICKET_STATES.map((s) => all(this.q(`/tickets?state=${s}`))),
-        all(this.q(`/rounds?since=${encodeURIComponent(today.toISOString())}`)),
+        all(this.q(`/rounds?since=${this.day}`)), // today in the site's own time zone
         api(`/sites/${encodeURIComponent(this.site)}/devices`),
         all(this.q('/signins?ok=true'), 400),
         api(`/sites/${encodeURIComponent(this.site)}/buildings`),
         this.checkpoints.size ? null : api(`/sites/${encodeURIComponent(this.site)}/checkpoints`),
       ]);
       const [openTickets, takenTickets, rounds, devices, signins, buildings, checkpoints] = rest;
-      this.alarms = new Map([...active, ...unacked].map((a) => [a.id, a]));
+      const alarms = new Map([...active, ...unacked].map((a) => [a.id, a]));
+      // a critical alarm nobody acknowledged is told once: one found on opening the screen, raised while the
+      // feed was down, or whose event was dropped (a gap)
+      for (const a of alarms.values()) if (!this.alarms.has(a.id)) this.announce(a);
+      this.alarms = alarms;
       this.tickets = new Map([...openTickets, ...takenTickets].map((tk) => [tk.id, tk]));
-      for (const id of this.details.keys()) if (!this.tickets.has(id)) this.details.delete(id);
-      await Promise.all([...this.details.keys()].map((id) => this.loadTicket(id)));
+      await Promise.all([...this.details.keys()].map((id) => this.loadTicket(id).catch(() => {})));
       this.rounds = new Map(rounds.map((r) => [r.id, r]));
       this.devices = new Map(devices.map((d) => [d.code, d]));
       this.lastSeen = new Map();
@@ -79,12 +85,27 @@ export class SiteStore {
       this.error = null;
     } catch (err) {
       this.error = err;
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => this.resync(), 5000); // the API restarting: try again, not only at the next reconnection
     } finally {
       const held = this.held;
       this.held = null;
       held.forEach((e) => this.apply(e));
       this.changed();
     }
+  }
+
+  /** A new critical alarm, active and not acknowledged, told once: banner and sound. */
+  announce(a) {
+    if (this.announced.has(a.id) || a.severity !== 'critical' || !a.active || a.acknowledged || a.snoozed_until) return;
+    this.announced.add(a.id);
+    this.criticalListeners.forEach((fn) => fn(a));
+  }
+
+  /** An alarm as an answer or an event gives it: kept while active or unacknowledged. */
+  putAlarm(a) {
+    if (!a.active && a.acknowledged) this.alarms.delete(a.id);
+    else this.alarms.set(a.id, { ...this.alarms.get(a.id), ...a });
   }
 
   /** A live event: applied now, or held while a resync reads the lists. */
@@ -102,11 +123,11 @@ export class SiteStore {
     const known = this.alarms.get(e.id);
     if (!known) this.refreshAlarm(e.id); // an event carries no names (device, floor): read them once
     const { type, change, at, quiet, location, ...fields } = e;
-    const alarm = { ...known, ...fields, location_name: location ?? known?.location_name };
-    if (!alarm.active && alarm.acknowledged) this.alarms.delete(e.id);
-    else this.alarms.set(e.id, alarm);
-    const louder = change === 'raised' || change === 'rose';
-    if (louder && e.severity === 'critical' && !quiet) this.criticalListeners.forEach((fn) => fn(alarm));
+    this.putAlarm({ ...fields, location_name: location ?? known?.location_name });
+    if ((change === 'raised' || change === 'rose') && !quiet) {
+      if (change === 'rose') this.announced.delete(e.id); // risen to critical: told again
+      this.announce({ ...known, ...fields, location_name: location ?? known?.location_name });
+    }
   }
 
   async refreshAlarm(id) {
@@ -121,7 +142,8 @@ export class SiteStore {
 
   ticket(e) {
     const known = this.tickets.get(e.id);
-    if (known) {
+    if (!OPEN_TICKET_STATES.includes(e.state)) this.tickets.delete(e.id); // closed: off the list at once
+    else if (known) {
       const { type, change, at, actor, detail, recipients, location, ...fields } = e;
       this.tickets.set(e.id, { ...known, ...fields });
     }
@@ -138,12 +160,20 @@ export class SiteStore {
     }, 300));
   }
 
+  /** Reads a ticket; an answer older than a later read of the same ticket is ignored. */
   async loadTicket(id) {
+    const n = (this.ticketReads.get(id) || 0) + 1;
+    this.ticketReads.set(id, n);
     const detail = await api(`/tickets/${id}`);
-    if (OPEN_TICKET_STATES.includes(detail.state)) this.tickets.set(id, detail);
-    else this.tickets.delete(id);
-    this.details.set(id, detail);
+    if (this.ticketReads.get(id) !== n) return this.details.get(id);
+    this.putTicket(detail);
     return detail;
+  }
+
+  putTicket(detail) {
+    if (OPEN_TICKET_STATES.includes(detail.state)) this.tickets.set(detail.id, detail);
+    else this.tickets.delete(detail.id);
+    this.details.set(detail.id, detail);
   }
 
   round(e) {
@@ -169,6 +199,11 @@ export class SiteStore {
       ...(e.firmware !== undefined && { firmware: e.firmware }),
     });
   }
+}
+
+/** The site's calendar date now (YYYY-MM-DD): "today" is the site's, whatever the browser's zone. */
+export function siteDate(timezone) {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: timezone || undefined, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
 }
 
 /** The deadline the list shows: acknowledge by, until it is; then resolve by, if the procedure has one.

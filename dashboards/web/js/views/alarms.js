@@ -20,7 +20,7 @@ function AckDialog({ alarm, store, onClose }) {
     submitLabel=${t('acknowledge')} onClose=${onClose}
     onSubmit=${async (form) => {
       const updated = await api(`/alarms/${alarm.id}/acknowledge`, { json: { comment: String(form.get('comment') || '') || null } });
-      store.alarms.set(updated.id, updated);
+      store.putAlarm(updated);
       if (updated.ticket_id) store.refreshTicket(updated.ticket_id);
       store.changed();
     }}>
@@ -49,7 +49,9 @@ function Row({ a, store, role, open }) {
     <td>${alarmType(a.alarm_type)}${a.flapping ? ' ⇅' : ''}</td>
     <td>${nm(a.device_name)}<div class="muted small">${nm(a.location_name)}</div></td>
     <td>${since(a.opened_at)}<div class="muted small">×${a.count}</div></td>
-    <td>${a.acknowledged ? html`<span class="ok">${t('acknowledged')}</span>` : html`<${Countdown} at=${ticket?.deadlines?.ack_by} testid="ack-countdown" />`}</td>
+    <td>${a.acknowledged ? html`<span class="ok">${t('acknowledged')}</span>`
+      : ticket?.acknowledged_at ? html`<span class="muted">${t('ticket')} ${t('acknowledged')}</span>`
+      : html`<${Countdown} at=${ticket?.deadlines?.ack_by} testid="ack-countdown" />`}</td>
     <td>${a.active ? t('active') : t('cleared')}${a.snoozed_until ? html`<div class="muted small">${t('snooze')}</div>` : ''}
       ${a.ticket_id ? html`<div><a href=${`#/tickets/${a.ticket_id}`}>${t('ticket')} #${a.ticket_id}</a></div>` : ''}</td>
     <td class="actions">

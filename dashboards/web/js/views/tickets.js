@@ -1,7 +1,7 @@
 // Emergency tickets: the procedure's steps and who checked them, deadlines with countdowns, the
 // escalation level; acknowledging a ticket stops its escalation.
 
-import { html, useEffect } from '../../vendor/htm-preact.module.js';
+import { html, useEffect, useState } from '../../vendor/htm-preact.module.js';
 import { api } from '../api.js';
 import { Countdown, dateTime, Severity, since } from '../common.js';
 import { code, nm, t } from '../i18n.js';
@@ -38,9 +38,18 @@ function List({ store }) {
 
 function Detail({ store, id, role }) {
   const ticket = store.details.get(id);
-  useEffect(() => { if (!ticket) store.loadTicket(id).then(() => store.changed()).catch(() => {}); }, [id]);
-  if (!ticket) return html`<p class="muted">…</p>`;
-  const update = (tk) => { store.details.set(tk.id, tk); if (tk.state !== 'closed') store.tickets.set(tk.id, tk); store.changed(); };
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (!ticket) store.loadTicket(id).then(() => store.changed()).catch((err) => setError(err.message));
+  }, [id, ticket === undefined]);
+  if (!ticket) return error ? html`<p class="error" role="alert">${t('error')}: ${error}</p>` : html`<p class="muted">…</p>`;
+  const update = (tk) => { store.putTicket(tk); store.changed(); };
+  const take = async () => {
+    setBusy(true);
+    setError('');
+    try { update(await api(`/tickets/${ticket.id}/acknowledge`, { method: 'POST' })); } catch (err) { setError(err.message); store.refreshTicket(ticket.id); } finally { setBusy(false); }
+  };
   const deadlines = Object.entries(ticket.deadlines || {}).sort((a, b) => Date.parse(a[1]) - Date.parse(b[1]));
   return html`<article data-testid="ticket-detail" data-ticket-id=${ticket.id} data-state=${ticket.state} aria-labelledby="ticket-title">
     <a href="#/tickets">← ${t('back')}</a>
@@ -52,15 +61,16 @@ function Detail({ store, id, role }) {
       <dt>${t('first_responder')}</dt><dd>${ticket.first_responder || '—'}</dd>
       <dt>${t('opened')}</dt><dd>${dateTime(ticket.opened_at)} (${ticket.opened_by})</dd>
     </dl>
-    ${ticket.state === 'open' && CAN_WORK.includes(role) && html`<button type="button" data-testid="ticket-ack"
-      onClick=${async () => update(await api(`/tickets/${ticket.id}/acknowledge`, { method: 'POST' }))}>${t('acknowledge')}</button>`}
+    ${ticket.state === 'open' && CAN_WORK.includes(role) && html`<button type="button" data-testid="ticket-ack" disabled=${busy}
+      onClick=${take}>${t('acknowledge')}</button>`}
+    ${error && html`<p class="error" role="alert">${t('error')}: ${error}</p>`}
     <h3>${t('deadlines')}</h3>
     <ul class="deadlines">${deadlines.map(([k, at]) => html`<li>${t(k === 'ack_by' ? 'ack_by_k' : k)}: ${dateTime(at)}
       ${k === 'ack_by' && ticket.acknowledged_at ? html` <span class="ok">✓</span>` : html` <${Countdown} at=${at} />`}</li>`)}</ul>
     <h3>${t('steps')}</h3>
     <${Steps} ticket=${ticket} canWork=${CAN_WORK.includes(role)} onDone=${update} />
     <h3>${t('events')}</h3>
-    <ol class="events">${(ticket.events || []).map((e) => html`<li>${dateTime(e.at)} · ${e.actor} · ${code(`ev_${e.kind}`) === `ev_${e.kind}` ? e.kind : code(`ev_${e.kind}`)}${e.detail?.step ? ` (${e.detail.step})` : ''}</li>`)}</ol>
+    <ol class="events">${(ticket.events || []).map((e) => html`<li>${dateTime(e.at)} · ${e.actor === 'system' ? t('system') : e.actor} · ${code(`ev_${e.kind}`) === `ev_${e.kind}` ? e.kind : code(`ev_${e.kind}`)}${e.detail?.step ? ` (${e.detail.step})` : ''}</li>`)}</ol>
   </article>`;
 }
 
