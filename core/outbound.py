@@ -145,6 +145,7 @@ class AlarmEvent(_Event):
     location: Name | None = None
     building: str | None = None
     floor: int | None = None
+    device_name: Name | None = None  # what a screen calls the device, so it needs no second request
     at: datetime
 
     def topic_path(self) -> tuple[str, ...]:

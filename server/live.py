@@ -3,9 +3,10 @@
 What feeds it (a subscriber on the broker's out/ topics) is wired in by the application, so the
 HTTP edge does not depend on the MQTT edge.
 
-Each broker message's events are serialised to JSON once, in the subscriber's thread, and handed
-to every client's queue as one delivery: at 2,000 events/s and 50 screens, serialising per client
-and queueing per event cost the API more than it could give (bench/live_clients.py).
+Each broker message's events are serialised to JSON once, on the event loop (paho's network thread
+only hands them over), and given to every client's queue as one delivery: at 2,000 events/s and 50
+screens, serialising per client and queueing per event cost the API more than it could give
+(bench/live_clients.py).
 """
 
 from __future__ import annotations
@@ -67,13 +68,16 @@ class LiveHub:
         self._loop = loop
 
     def publish_threadsafe(self, site: str, events: Sequence[LiveEvent]) -> None:
-        """From the subscriber's thread: serialise here, off the event loop, then fan out there."""
-        if self._loop is None or self._loop.is_closed() or not events:
-            return
-        texts = tuple(json.dumps(as_message(site, e), ensure_ascii=False, separators=(",", ":")) for e in events)
-        self._loop.call_soon_threadsafe(self._fanout, Delivery(site, texts))
+        """From the subscriber (paho's network thread): only a hand-over to the event loop."""
+        if self._loop is not None and not self._loop.is_closed() and events:
+            self._loop.call_soon_threadsafe(self._fanout, site, events)
 
-    def _fanout(self, delivery: Delivery) -> None:
+    def _fanout(self, site: str, events: Sequence[LiveEvent]) -> None:
+        if not self._clients:
+            return
+        delivery = Delivery(
+            site, tuple(json.dumps(as_message(site, e), ensure_ascii=False, separators=(",", ":")) for e in events)
+        )
         for q in self._clients:
             if q.full():  # a slow browser loses its oldest events, never the gateway's time, and is told
                 LIVE_DROPPED.inc(len(q.get_nowait().texts))

@@ -93,6 +93,7 @@ def alarm_event(session: Session, alarm: Alarm, change: str, at: datetime, *, qu
         location=location_name(session, alarm.location_id),
         building=_building_code(session, alarm.building_id),
         floor=alarm.floor,
+        device_name=_name(device.name_zh, device.name_en) if device else None,
         at=at,
     )
 

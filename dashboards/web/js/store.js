@@ -121,23 +121,13 @@ export class SiteStore {
 
   alarm(e) {
     const known = this.alarms.get(e.id);
-    if (!known) this.refreshAlarm(e.id); // an event carries no names (device, floor): read them once
     const { type, change, at, quiet, location, ...fields } = e;
-    this.putAlarm({ ...fields, location_name: location ?? known?.location_name });
+    const alarm = { ...fields, location_name: location ?? known?.location_name };
+    this.putAlarm(alarm);
     if ((change === 'raised' || change === 'rose') && !quiet) {
       if (change === 'rose') this.announced.delete(e.id); // risen to critical: told again
-      this.announce({ ...known, ...fields, location_name: location ?? known?.location_name });
+      this.announce({ ...known, ...alarm });
     }
-  }
-
-  async refreshAlarm(id) {
-    try {
-      const a = await api(`/alarms/${id}`);
-      const known = this.alarms.get(id);
-      // only the names: the state may have moved on since (a later event is newer than this read)
-      if (known) this.alarms.set(id, { ...known, device_name: a.device_name, floor_label: a.floor_label, location_name: a.location_name, snoozed_until: a.snoozed_until });
-      this.changed();
-    } catch { /* a resync reads it anyway */ }
   }
 
   ticket(e) {

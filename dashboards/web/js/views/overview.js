@@ -6,6 +6,9 @@ import { alarmType, lang, nm, t } from '../i18n.js';
 import { overdue } from '../store.js';
 import { verdict } from './patrol.js';
 
+/** B1, 1F… for an alarm known only from its event (the API's list gives the site file's own label). */
+function floorLabel(floor) { return floor == null ? '—' : floor < 0 ? `B${-floor}` : `${floor}F`; }
+
 function roundBad(r) { return ['missed', 'late', 'not_started'].includes(verdict(r)) || r.alert_open; }
 
 function rollUp(store) {
@@ -51,7 +54,7 @@ function Floors({ store, building, onBack }) {
   const floors = new Map();
   for (const a of alarms) {
     const key = a.floor ?? '—';
-    if (!floors.has(key)) floors.set(key, { label: a.floor_label || String(key), alarms: [] });
+    if (!floors.has(key)) floors.set(key, { label: a.floor_label || floorLabel(a.floor), alarms: [] });
     floors.get(key).alarms.push(a);
   }
   const rows = [...floors.entries()].sort((p, q) => (Number(q[0]) || 0) - (Number(p[0]) || 0));
