@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from app.broker_accounts import BrokerFiles, provision_from_database, with_service_credentials
 from app.embedded_broker import EmbeddedBroker
-from app.wiring import deadline_handlers, live_source
+from app.wiring import gateway_sweeper, live_source
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from gateway.housekeeping import ensure_housekeeping
@@ -72,8 +72,7 @@ class Runtime:
         sessions = session_factory(self.engine)
         with transaction(sessions) as session:
             ensure_housekeeping(session, self.clock.now())
-        handlers = deadline_handlers(self.settings, self.gateway.incidents)
-        self.sweeper = Sweeper(sessions, self.clock, handlers, publish=self.gateway.publish_events)
+        self.sweeper = gateway_sweeper(self.settings, self.engine, self.gateway, self.clock)
         self.sweeper.start()
         s = self.settings  # notices wait in the outbox; a dead receiver never holds up the gateway
         targets = s.webhook_targets

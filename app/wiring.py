@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from sqlalchemy import Engine
+
+from core.clock import Clock
 from core.config import Settings
 from core.deadlines import DeadlineHandler
 from gateway.housekeeping import housekeeping_handlers
@@ -13,7 +16,10 @@ from gateway.incident_deadlines import incident_handlers
 from gateway.incidents import Incidents, incidents_from_settings
 from gateway.live_source import LiveSource
 from gateway.patrol_deadlines import patrol_handlers
+from gateway.pipeline import Gateway
+from gateway.sweeper import Sweeper
 from server.live import FeedSource, LiveHub
+from storage.db import session_factory
 
 
 def live_source(settings: Settings) -> Callable[[LiveHub], FeedSource]:
@@ -40,3 +46,10 @@ def deadline_handlers(settings: Settings, incidents: Incidents | None = None) ->
     incidents = incidents or incidents_from_settings(settings)
     patrol = patrol_handlers(incidents.env, timedelta(hours=settings.round_lead_h))
     return {**handlers, **incident_handlers(incidents), **patrol}
+
+
+def gateway_sweeper(settings: Settings, engine: Engine, gateway: Gateway, clock: Clock) -> Sweeper:
+    """The deadline engine beside a gateway: it fires this database's due deadlines (escalations, rounds,
+    out/ events the API decided) and publishes through the gateway's link. Not started."""
+    handlers = deadline_handlers(settings, gateway.incidents)
+    return Sweeper(session_factory(engine), clock, handlers, publish=gateway.publish_events)

@@ -20,11 +20,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import Engine
 
-from app.wiring import deadline_handlers
+from app.wiring import gateway_sweeper
 from core.clock import SystemClock
 from gateway.pipeline import Gateway
-from gateway.sweeper import Sweeper
-from storage.db import session_factory
 from tests.browser.stack import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -67,12 +65,7 @@ def stack(
     add_users(engine)
     # the deadline engine beside the gateway, as `patrol gateway` runs it: it publishes what the API decided
     # (a step checked, a ticket taken) and fires escalations
-    sweeper = Sweeper(
-        session_factory(engine),
-        SystemClock(),
-        deadline_handlers(gateway_settings(mosquitto, db_url), gateway.incidents),
-        publish=gateway.publish_events,
-    )
+    sweeper = gateway_sweeper(gateway_settings(mosquitto, db_url), engine, gateway, SystemClock())
     sweeper.start()
     s = Stack(
         mosquitto=mosquitto, engine=engine, db_url=db_url, gateway=gateway, peers=peer, log_path=tmp_path / "api.log"
