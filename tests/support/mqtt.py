@@ -153,9 +153,9 @@ class Peer:
         """Disconnect while the network loop still runs, so the socket is closed now, not at garbage collection."""
         self.client.disconnect()
         self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
+        # the connection and loop_start's wake-up socket pair: paho 2.2 leaves the pair open when its network
+        # thread ended on its own (a refused CONNACK, a connection the broker closed) before loop_stop
+        self.client._reset_sockets()
 
 
 class AccountsBroker(Protocol):
